@@ -1,0 +1,35 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Both set up .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint format bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/sopwatch simulate --config config.example.yaml --from 2026-12-01T00:00 --to 2026-12-31T23:00 --every 1h
+
+test: install lint
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check sopwatch tests bench
+	$(BIN)/ruff format --check sopwatch tests bench
+
+format: install
+	$(BIN)/ruff check --fix sopwatch tests bench
+	$(BIN)/ruff format sopwatch tests bench
+
+bench: install
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,1 @@
+"""Loading the admin's files: config, rules, people, calendars, into validated models."""

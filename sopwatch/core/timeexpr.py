@@ -1,0 +1,155 @@
+"""Durations and time expressions (``status_since + 2 business days``), parsed once per rule.
+
+Date-only semantics (SPEC §2): a date anchor stays a date through day, week and business-day steps
+and becomes the end of the resulting day (24:00 local) only when the expression ends or an
+hour/minute step follows.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sopwatch.core.business import BusinessCalendar
+
+MINUTES, HOURS, DAYS, WEEKS, BUSINESS_DAYS = "minutes", "hours", "days", "weeks", "business days"
+
+_UNITS = {
+    "m": MINUTES, "min": MINUTES, "mins": MINUTES, "minute": MINUTES, "minutes": MINUTES,
+    "h": HOURS, "hour": HOURS, "hours": HOURS,
+    "d": DAYS, "day": DAYS, "days": DAYS,
+    "w": WEEKS, "week": WEEKS, "weeks": WEEKS,
+    "bd": BUSINESS_DAYS, "business day": BUSINESS_DAYS, "business days": BUSINESS_DAYS,
+}  # fmt: skip
+_DURATION = re.compile(
+    r"(\d+)\s*(business\s+days?|minutes?|mins?|hours?|days?|weeks?|bd|m|h|d|w)(?![A-Za-z_])"
+)
+_ANCHOR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*")
+
+
+class ExpressionError(ValueError):
+    """A duration or time expression that cannot be parsed; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Duration:
+    amount: int
+    unit: str
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.unit}"
+
+    @property
+    def is_clock(self) -> bool:
+        return self.unit in (MINUTES, HOURS)
+
+
+def parse_duration(text: str | int) -> Duration:
+    if isinstance(text, bool) or not isinstance(text, (str, int)):
+        raise ExpressionError(f"expected a duration such as '2 business days' or '4h', got {text!r}")
+    if isinstance(text, int):
+        raise ExpressionError(f"a duration needs a unit: '{text} days', '{text}h', '{text}bd'")
+    match = _DURATION.fullmatch(" ".join(text.split()))
+    if not match:
+        raise ExpressionError(
+            f"invalid duration {text!r}: expected N minutes|hours|days|weeks|business days "
+            "or 30m 4h 2d 1w 3bd"
+        )
+    return Duration(int(match.group(1)), _UNITS[" ".join(match.group(2).split())])
+
+
+class Clock:
+    """Calendar arithmetic in the organisation's timezone with its business calendar."""
+
+    def __init__(self, tz: ZoneInfo, business: BusinessCalendar) -> None:
+        self.tz = tz
+        self.business = business
+
+    def end_of_day(self, day: date) -> datetime:
+        """24:00 local of ``day``, i.e. the next day's midnight."""
+        return datetime.combine(day + timedelta(days=1), time(0), tzinfo=self.tz)
+
+    def as_instant(self, value: date | datetime) -> datetime:
+        if isinstance(value, datetime):
+            return value if value.tzinfo else value.replace(tzinfo=self.tz)
+        return self.end_of_day(value)
+
+    def shift_date(self, day: date, sign: int, duration: Duration) -> date:
+        if duration.unit == BUSINESS_DAYS:
+            return self.business.offset(day, sign * duration.amount)
+        days = duration.amount * (7 if duration.unit == WEEKS else 1)
+        return day + timedelta(days=sign * days)
+
+    def shift(self, instant: datetime, sign: int, duration: Duration) -> datetime:
+        """Clock units move real time; day units move the local calendar, keeping the wall time."""
+        if duration.is_clock:
+            minutes = duration.amount * (60 if duration.unit == HOURS else 1)
+            moved = instant.astimezone(timezone.utc) + timedelta(minutes=sign * minutes)
+            return moved.astimezone(self.tz)
+        local = instant.astimezone(self.tz)
+        day = self.shift_date(local.date(), sign, duration)
+        return datetime.combine(day, local.time(), tzinfo=self.tz)
+
+    def add(self, instant: datetime, duration: Duration) -> datetime:
+        return self.shift(instant, 1, duration)
+
+
+# The value of an anchor for one action; None means "empty": the rule does not fire.
+AnchorResolver = Callable[[str, Mapping[str, Any]], "date | datetime | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class TimeExpression:
+    source: str
+    anchor: str
+    steps: tuple[tuple[int, Duration], ...]
+
+    def evaluate(self, clock: Clock, value: date | datetime | None) -> datetime | None:
+        """Apply the steps to the anchor's ``value``; the caller resolves the anchor."""
+        if value is None:
+            return None
+        if isinstance(value, datetime):
+            current: date | datetime = value if value.tzinfo else value.replace(tzinfo=clock.tz)
+        else:
+            current = value
+        for sign, duration in self.steps:
+            if isinstance(current, datetime):
+                current = clock.shift(current, sign, duration)
+            elif duration.is_clock:
+                current = clock.shift(clock.end_of_day(current), sign, duration)
+            else:
+                current = clock.shift_date(current, sign, duration)
+        return clock.as_instant(current)
+
+
+def parse_time_expression(text: Any) -> TimeExpression:
+    if not isinstance(text, str) or not text.strip():
+        raise ExpressionError(f"expected a time expression such as 'due - 2 business days', got {text!r}")
+    source = text.strip()
+    match = _ANCHOR.match(source)
+    if not match:
+        raise ExpressionError(f"time expression {source!r} must start with an anchor such as 'due' or 'now'")
+    anchor = match.group(0)
+    rest = source[match.end() :]
+    steps: list[tuple[int, Duration]] = []
+    term = re.compile(r"\s*([+-])\s*([^+-]+)")
+    position = 0
+    while position < len(rest):
+        if not rest[position:].strip():
+            break
+        m = term.match(rest, position)
+        if not m:
+            raise ExpressionError(
+                f"in {source!r}: expected '+ DURATION' or '- DURATION' after {source[: match.end() + position].strip()!r}"
+            )
+        try:
+            duration = parse_duration(m.group(2).strip())
+        except ExpressionError as exc:
+            raise ExpressionError(f"in {source!r}: {exc}") from None
+        steps.append((1 if m.group(1) == "+" else -1, duration))
+        position = m.end()
+    return TimeExpression(source, anchor, tuple(steps))
