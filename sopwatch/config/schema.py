@@ -51,14 +51,18 @@ class RegisterConfig(Strict):
         description="Customer status spelling -> canonical status.",
         examples=[{"Waiting for approval": "pending_approval"}],
     )
-    kind_map: dict[str, str] = Field(default_factory=dict, description="Customer kind spelling -> canonical kind.")
+    kind_map: dict[str, str] = Field(
+        default_factory=dict, description="Customer kind spelling -> canonical kind."
+    )
     date_format: str | None = Field(None, description="strptime format for dates; ISO 8601 always works.")
     encoding: str = Field("utf-8-sig", description="CSV text encoding.")
     delimiter: str = Field(",", min_length=1, max_length=1, description="CSV field delimiter.")
 
 
 class HolidaySource(Strict):
-    country: str | None = Field(None, description="ISO country code for the `holidays` package.", examples=["DE"])
+    country: str | None = Field(
+        None, description="ISO country code for the `holidays` package.", examples=["DE"]
+    )
     subdiv: str | None = Field(None, description="Subdivision, e.g. a German state.", examples=["BY"])
 
 
@@ -85,13 +89,17 @@ class BusinessCalendarConfig(Strict):
 class DeliveryConfig(Strict):
     type: Literal["maildir", "smtp"] = "maildir"
     path: str = Field("outbox/", description="Maildir folder (maildir delivery).")
-    from_: str = Field("sopwatch <sopwatch@localhost>", alias="from", description="Sender and calendar organizer.")
+    from_: str = Field(
+        "sopwatch <sopwatch@localhost>", alias="from", description="Sender and calendar organizer."
+    )
     host: str | None = None
     port: int | None = None
     starttls: bool = False
     tls: bool = False
     user: str | None = None
-    password_env: str | None = Field(None, description="Name of the environment variable holding the SMTP password.")
+    password_env: str | None = Field(
+        None, description="Name of the environment variable holding the SMTP password."
+    )
 
 
 class DigestConfig(Strict):
@@ -121,7 +129,9 @@ class Config(Strict):
 
 
 class CalendarHoldSpec(Strict):
-    start: str = Field(description="Time expression for the hold's start.", examples=["fire_at + 1 business day"])
+    start: str = Field(
+        description="Time expression for the hold's start.", examples=["fire_at + 1 business day"]
+    )
     duration: str = Field("30m", description="Length of the hold.")
     busy: bool = Field(False, description="Show as busy; by default the hold does not block the day.")
     title: str | None = None
@@ -129,7 +139,9 @@ class CalendarHoldSpec(Strict):
 
 class StepSpec(Strict):
     after: str | None = Field(None, description="Delay from fire_at.", examples=["2 business days"])
-    notify: StrList = Field(min_length=1, description="owner, approver, manager(X), role(name), or an address.")
+    notify: StrList = Field(
+        min_length=1, description="owner, approver, manager(X), role(name), or an address."
+    )
     cc: StrList = Field(default_factory=list)
     template: str | None = None
     via: Literal["email", "digest"] = "email"

@@ -43,7 +43,9 @@ def _model_in(annotation: object) -> type[BaseModel] | None:
     return None
 
 
-def problems_from(doc: LocatedDocument, model: type[BaseModel], exc: ValidationError, base: Path_ = ()) -> list[ConfigError]:
+def problems_from(
+    doc: LocatedDocument, model: type[BaseModel], exc: ValidationError, base: Path_ = ()
+) -> list[ConfigError]:
     problems = []
     for error in exc.errors(include_url=False):
         loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
@@ -63,7 +65,9 @@ def problems_from(doc: LocatedDocument, model: type[BaseModel], exc: ValidationE
         else:
             msg = error["msg"].removeprefix("Value error, ")
             value = error.get("input")
-            shown = f" (got {value!r})" if isinstance(value, (str, int, float)) and kind != "value_error" else ""
+            shown = (
+                f" (got {value!r})" if isinstance(value, (str, int, float)) and kind != "value_error" else ""
+            )
             problems.append(doc.error(path, f"{_dotted(loc)}: {msg}{shown}"))
     return problems
 

@@ -29,8 +29,7 @@ _Loader.yaml_implicit_resolvers = {
     first: [
         (tag, regexp)
         for tag, regexp in resolvers
-        if tag
-        not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+        if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
     ]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
@@ -75,6 +74,9 @@ class LocatedDocument:
         return ConfigError(message, self.location(path, key=key))
 
 
+_PLAIN_COLLECTION_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+
+
 def _mark(node: yaml.Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
@@ -93,7 +95,7 @@ def load_yaml_text(text: str, path: str) -> LocatedDocument:
         except yaml.YAMLError as exc:
             raise ConfigError(f"invalid YAML: {exc}", Location(path)) from None
         doc = LocatedDocument(path=path, data=None)
-        if root is None:
+        if root is None or (isinstance(root, yaml.ScalarNode) and root.tag == "tag:yaml.org,2002:null"):
             doc.data = {}
             return doc
         budget = [MAX_NODES]
@@ -115,13 +117,14 @@ def load_yaml_file(path: Path) -> LocatedDocument:
     return load_yaml_text(text, str(path))
 
 
-def _build(
-    loader: _Loader, node: yaml.Node, path: Path_, doc: LocatedDocument, budget: list[int]
-) -> Any:
+def _build(loader: _Loader, node: yaml.Node, path: Path_, doc: LocatedDocument, budget: list[int]) -> Any:
     budget[0] -= 1
     if budget[0] < 0:
         raise doc.error(path, "document too large (alias expansion?)")
     doc.values[path] = _mark(node)
+    if not isinstance(node, yaml.ScalarNode) and node.tag not in _PLAIN_COLLECTION_TAGS:
+        line, col = _mark(node)
+        raise ConfigError(f"invalid YAML: tag {node.tag!r} is not allowed", Location(doc.path, line, col))
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
@@ -142,9 +145,7 @@ def _build(
             result[key] = _build(loader, value_node, child, doc, budget)
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [
-            _build(loader, item, (*path, index), doc, budget) for index, item in enumerate(node.value)
-        ]
+        return [_build(loader, item, (*path, index), doc, budget) for index, item in enumerate(node.value)]
     return _scalar(loader, node, doc)
 
 

@@ -64,7 +64,9 @@ class BusinessCalendar:
         return start.astimezone(instant.tzinfo) if instant.tzinfo else start
 
 
-def make_holiday_predicate(country: str | None, subdiv: str | None, extra: Collection[date] = ()) -> Callable[[date], bool]:
+def make_holiday_predicate(
+    country: str | None, subdiv: str | None, extra: Collection[date] = ()
+) -> Callable[[date], bool]:
     """Public holidays from the ``holidays`` package plus explicit dates."""
     extra_set = frozenset(extra)
     if not country:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -88,7 +88,7 @@ class Clock:
         """Clock units move real time; day units move the local calendar, keeping the wall time."""
         if duration.is_clock:
             minutes = duration.amount * (60 if duration.unit == HOURS else 1)
-            moved = instant.astimezone(timezone.utc) + timedelta(minutes=sign * minutes)
+            moved = instant.astimezone(UTC) + timedelta(minutes=sign * minutes)
             return moved.astimezone(self.tz)
         local = instant.astimezone(self.tz)
         day = self.shift_date(local.date(), sign, duration)

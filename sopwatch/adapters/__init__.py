@@ -1,0 +1,1 @@
+"""Adapters read and write the outside world: register files, directories, calendars, mail."""

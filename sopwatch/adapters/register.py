@@ -1,0 +1,533 @@
+"""Read the action register (CSV, SQLite, XLSX) into a :class:`Snapshot`.
+
+Every source is reduced to a header and rows of raw values; one normaliser then maps headers onto
+canonical fields and converts values. The mapping and the per-column converters are built once
+per file, so the per-row loop only indexes and calls: registers run to 100,000 rows.
+
+A bad row is reported with its row number and skipped, never stopping the others (SPEC §1.1);
+only a register that cannot be read at all raises.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import json
+import re
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sopwatch.config.schema import RegisterConfig
+from sopwatch.core.model import CANONICAL_FIELDS, DATE_FIELDS, KINDS, STATUSES, Action, Snapshot
+from sopwatch.errors import ConfigError, InputError, Location, ProblemList, SopwatchError
+
+Converter = Callable[[Any], Any]
+Row = tuple[int, Sequence[Any]]
+_CANONICAL = frozenset(CANONICAL_FIELDS)
+_MIDNIGHT = time(0, 0)
+_TIME_DIRECTIVE = re.compile(r"%[-#]?[HIMSfpXcTRrzZ]")
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterRead:
+    """A register as read: the good rows, plus every problem found on the bad ones."""
+
+    snapshot: Snapshot
+    problems: tuple[SopwatchError, ...]
+
+
+@dataclass(slots=True)
+class _Table:
+    """A source reduced to its header and raw rows. ``header_row`` is None where rows have no
+    header line (SQLite)."""
+
+    header_row: int | None
+    headers: Sequence[Any]
+    rows: Iterator[Row]
+
+
+def register_config_problems(cfg: RegisterConfig) -> list[tuple[tuple[str, str, str], str]]:
+    """Mistakes in ``columns``/``status_map``/``kind_map`` as (path under the config, message).
+
+    Public so ``validate`` can place each at its key in ``config.yaml``.
+    """
+    problems: list[tuple[tuple[str, str, str], str]] = []
+    for header, target in cfg.columns.items():
+        if target not in _CANONICAL:
+            problems.append(
+                (
+                    ("register", "columns", header),
+                    f"columns: {target!r} is not a canonical field" + _hint(target, CANONICAL_FIELDS),
+                )
+            )
+    for spelling, status in cfg.status_map.items():
+        if status not in STATUSES:
+            problems.append(
+                (
+                    ("register", "status_map", spelling),
+                    f"status_map: {status!r} is not a status (one of {', '.join(STATUSES)})",
+                )
+            )
+    for spelling, kind in cfg.kind_map.items():
+        if kind not in KINDS:
+            problems.append(
+                (
+                    ("register", "kind_map", spelling),
+                    f"kind_map: {kind!r} is not a kind (one of {', '.join(KINDS)})",
+                )
+            )
+    return problems
+
+
+def read_register(cfg: RegisterConfig, base_dir: Path, tz: ZoneInfo) -> RegisterRead:
+    """Read and normalise the register named by ``cfg`` (its path relative to ``base_dir``).
+
+    Raises :class:`ConfigError` for a bad mapping in ``cfg`` and :class:`InputError` when the
+    register cannot be read at all; bad rows come back in ``problems``.
+    """
+    config_problems = register_config_problems(cfg)
+    if config_problems:
+        errors: list[SopwatchError] = [ConfigError(message) for _path, message in config_problems]
+        raise errors[0] if len(errors) == 1 else ProblemList(errors)
+    path = base_dir / cfg.path
+    where = str(path)
+    if not path.is_file():
+        what = "is a folder, not a file" if path.is_dir() else "not found"
+        raise InputError(f"register file {what}", Location(where))
+    opener = {"csv": _csv_table, "sqlite": _sqlite_table, "xlsx": _xlsx_table}[cfg.type]
+    with opener(path, cfg, where) as table:
+        return _normalise(table, cfg, tz, where)
+
+
+# --- sources -------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _csv_table(path: Path, cfg: RegisterConfig, where: str) -> Iterator[_Table]:
+    try:
+        handle = path.open(encoding=cfg.encoding, newline="")
+    except LookupError:
+        raise ConfigError(f"register.encoding: unknown encoding {cfg.encoding!r}") from None
+    except OSError as exc:
+        raise InputError(f"cannot read register: {exc.strerror}", Location(where)) from None
+    with handle:
+        # csv.reader rather than DictReader: blank lines still count as rows, so row numbers match
+        # what a spreadsheet shows, and indexing a list is cheaper than building a dict per row.
+        reader = csv.reader(handle, delimiter=cfg.delimiter)
+        rows = _csv_rows(reader, where, cfg.encoding)
+        first = next(rows, None)
+        if first is None:
+            raise InputError("the register is empty: no header row", Location(where))
+        yield _Table(1, first[1], rows)
+
+
+def _csv_rows(reader: Iterator[list[str]], where: str, encoding: str) -> Iterator[Row]:
+    number = 0
+    try:
+        for values in reader:
+            number += 1
+            yield number, values
+    except UnicodeDecodeError as exc:
+        message = f"not {encoding} text ({exc.reason}); set register.encoding"
+        raise InputError(message, Location(where, row=number + 1)) from None
+    except csv.Error as exc:
+        raise InputError(f"malformed CSV: {exc}", Location(where, row=number + 1)) from None
+
+
+@contextmanager
+def _sqlite_table(path: Path, cfg: RegisterConfig, where: str) -> Iterator[_Table]:
+    from sqlite_utils import Database
+
+    try:
+        # Read-only: sopwatch must never change the customer's register.
+        conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=10)
+    except sqlite3.Error as exc:
+        raise InputError(f"cannot open SQLite database: {exc}", Location(where)) from None
+    try:
+        try:
+            db = Database(conn, recursive_triggers=False, execute_plugins=False)
+            tables = db.table_names()
+            views = db.view_names()
+        except sqlite3.DatabaseError as exc:
+            raise InputError(f"not a readable SQLite database ({exc})", Location(where)) from None
+        # SQLite names are case-insensitive.
+        by_lower = {name.lower(): name for name in (*tables, *views)}
+        name = by_lower.get(cfg.table.lower())
+        if name is None:
+            listing = ", ".join(tables) or "none"
+            raise InputError(
+                f"no table {cfg.table!r} in the database (its tables: {listing}); set register.table",
+                Location(where),
+            )
+        quoted = '"' + name.replace('"', '""') + '"'
+        try:
+            cursor = conn.execute(f"SELECT * FROM {quoted} ORDER BY rowid")
+        except sqlite3.OperationalError:  # a view or a WITHOUT ROWID table: keep its own order
+            cursor = conn.execute(f"SELECT * FROM {quoted}")
+        headers = [column[0] for column in cursor.description]
+        yield _Table(None, headers, _sqlite_rows(cursor, where))
+    finally:
+        conn.close()
+
+
+def _sqlite_rows(cursor: sqlite3.Cursor, where: str) -> Iterator[Row]:
+    number = 0
+    try:
+        for values in cursor:
+            number += 1
+            yield number, values
+    except sqlite3.DatabaseError as exc:
+        raise InputError(f"SQLite read failed: {exc}", Location(where, row=number + 1)) from None
+
+
+@contextmanager
+def _xlsx_table(path: Path, cfg: RegisterConfig, where: str) -> Iterator[_Table]:
+    from openpyxl import load_workbook
+
+    try:
+        workbook = load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl fails with zip, XML, KeyError... on damaged files
+        reason = str(exc) or type(exc).__name__
+        raise InputError(f"not a readable XLSX workbook ({reason})", Location(where)) from None
+    try:
+        if cfg.sheet is not None:
+            if cfg.sheet not in workbook.sheetnames:
+                listing = ", ".join(repr(s) for s in workbook.sheetnames)
+                raise InputError(
+                    f"no sheet {cfg.sheet!r} in the workbook (sheets: {listing})", Location(where)
+                )
+            sheet = workbook[cfg.sheet]
+        elif workbook.worksheets:
+            sheet = workbook.worksheets[0]
+        else:
+            raise InputError("the workbook has no worksheet", Location(where))
+        # Some writers store a wrong sheet size, which would silently cut rows off.
+        sheet.reset_dimensions()
+        rows = _xlsx_rows(sheet, where)
+        for number, values in rows:
+            if any(v is not None and v != "" for v in values):
+                yield _Table(number, values, rows)
+                return
+        raise InputError(f"sheet {sheet.title!r} is empty: no header row", Location(where))
+    finally:
+        workbook.close()
+
+
+def _xlsx_rows(sheet: Any, where: str) -> Iterator[Row]:
+    date_only: dict[str, bool] = {}
+    number = 0
+    try:
+        for number, cells in enumerate(sheet.iter_rows(), start=1):
+            values = []
+            for cell in cells:
+                value = cell.value
+                if type(value) is datetime and value.time() == _MIDNIGHT and _is_date_format(cell, date_only):
+                    value = value.date()
+                values.append(value)
+            yield number, values
+    except Exception as exc:  # a damaged sheet part surfaces only while streaming it
+        raise InputError(f"cannot read the sheet: {exc}", Location(where, row=number + 1)) from None
+
+
+def _is_date_format(cell: Any, cache: dict[str, bool]) -> bool:
+    """Whether the cell shows a date without a time: then midnight means 'that day', not 00:00."""
+    from openpyxl.styles.numbers import is_datetime
+
+    fmt = cell.number_format
+    found = cache.get(fmt)
+    if found is None:
+        found = cache[fmt] = is_datetime(fmt) == "date"
+    return found
+
+
+# --- normalisation -------------------------------------------------------------------------------
+
+
+def _key(text: str) -> str:
+    """How spellings are compared: case and runs of whitespace do not matter."""
+    return " ".join(text.split()).casefold()
+
+
+def _canonical_guess(header: str) -> str:
+    return re.sub(r"[\s\-]+", "_", header.strip().lower())
+
+
+def _hint(word: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _normalise(table: _Table, cfg: RegisterConfig, tz: ZoneInfo, where: str) -> RegisterRead:
+    header_loc = Location(where) if table.header_row is None else Location(where, row=table.header_row)
+    names, problems = _map_headers(table.headers, cfg, header_loc)
+    converters = _Converters(cfg, tz)
+    plan = [
+        (index, name, converters.for_field(name, str(table.headers[index]).strip())) for index, name in names
+    ]
+    width = max((index for index, _name in names), default=-1) + 1
+
+    actions: dict[str, Action] = {}
+    first_row: dict[str, int] = {}
+    for number, values in table.rows:
+        if len(values) < width:
+            values = [*values, *([None] * (width - len(values)))]
+        fields: dict[str, Any] = {}
+        errors: list[str] = []
+        for index, name, convert in plan:
+            raw = values[index]
+            if raw is None or raw == "":
+                continue
+            try:
+                value = convert(raw)
+            except ValueError as exc:
+                errors.append(str(exc))
+                continue
+            if value is not None:
+                fields[name] = value
+        if not fields and not errors:
+            continue  # a blank row: spreadsheets are full of them
+        ident = fields.get("id")
+        if ident is None:
+            errors.append("missing id")
+        else:
+            first = first_row.setdefault(ident, number)
+            if first != number:
+                errors.append(f"duplicate id {ident!r} (first on row {first})")
+        if "title" not in fields:
+            errors.append("missing title")
+        if errors:
+            problems.extend(InputError(message, Location(where, row=number)) for message in errors)
+            continue
+        fields.setdefault("kind", "action")
+        fields.setdefault("status", "open")
+        actions[ident] = Action(ident, fields, number)
+
+    columns = frozenset(name for _index, name in names) | {"kind", "status"}
+    return RegisterRead(Snapshot(actions, columns), tuple(problems))
+
+
+def _map_headers(
+    headers: Sequence[Any], cfg: RegisterConfig, header_loc: Location
+) -> tuple[list[tuple[int, str]], list[SopwatchError]]:
+    """(column index, field name) pairs: explicit ``columns`` first, then headers that spell a
+    canonical field, then every other column under its own header."""
+    texts = [None if h is None else str(h).strip() or None for h in headers]
+    explicit = {_key(header): target for header, target in cfg.columns.items()}
+    assigned: dict[str, int] = {}
+    names: dict[int, str] = {}
+    problems: list[SopwatchError] = []
+
+    for index, text in enumerate(texts):
+        target = explicit.get(_key(text)) if text else None
+        if target is None:
+            continue
+        if target in assigned:
+            other = texts[assigned[target]]
+            raise InputError(
+                f"columns {other!r} and {text!r} both map to {target!r} (register.columns)", header_loc
+            )
+        assigned[target] = index
+        names[index] = target
+    present = {_key(text) for text in texts if text}
+    for header in cfg.columns:
+        if _key(header) not in present:
+            listing = ", ".join(repr(t) for t in texts if t)
+            problems.append(
+                InputError(f"register.columns: no column {header!r} in the header ({listing})", header_loc)
+            )
+
+    for index, text in enumerate(texts):
+        if text is None or index in names:
+            continue
+        guess = _canonical_guess(text)
+        if guess in _CANONICAL and guess not in assigned:
+            assigned[guess] = index
+            names[index] = guess
+
+    for index, text in enumerate(texts):
+        if text is None or index in names:
+            continue
+        if text in assigned:
+            other = texts[assigned[text]]
+            problems.append(
+                InputError(f"column {text!r} ignored: column {other!r} already provides {text!r}", header_loc)
+            )
+            continue
+        assigned[text] = index
+        names[index] = text
+
+    for required in ("id", "title"):
+        if required not in assigned:
+            listing = ", ".join(repr(t) for t in texts if t) or "none"
+            raise InputError(
+                f"no {required!r} column (columns: {listing}); map one with register.columns", header_loc
+            )
+    return sorted(names.items()), problems
+
+
+class _Converters:
+    """Per-field value converters for one file; they raise ValueError with the row's message."""
+
+    def __init__(self, cfg: RegisterConfig, tz: ZoneInfo) -> None:
+        self.tz = tz
+        self.date_format = cfg.date_format
+        self.format_has_time = bool(cfg.date_format and _TIME_DIRECTIVE.search(cfg.date_format))
+        self.time_cache: dict[str, date | datetime | None] = {}
+        self.status_map = {_key(k): v for k, v in cfg.status_map.items()}
+        self.kind_map = {_key(k): v for k, v in cfg.kind_map.items()}
+
+    def for_field(self, name: str, header: str) -> Converter:
+        if name in DATE_FIELDS:
+            return self._time_converter(name, header)
+        if name == "status":
+            return self._choice_converter(
+                self.status_map,
+                STATUSES,
+                lambda text: f"unknown status {text!r} (add it to register.status_map)",
+            )
+        if name == "kind":
+            allowed = ", ".join(KINDS)
+            return self._choice_converter(
+                self.kind_map,
+                KINDS,
+                lambda text: f"unknown kind {text!r} (allowed: {allowed}; or use register.kind_map)",
+            )
+        if name == "tags":
+            return _to_tags
+        if name == "cycle":
+            return _to_cycle
+        if name in _CANONICAL:
+            return _to_text
+        return self._to_extra
+
+    def _choice_converter(
+        self, mapping: dict[str, str], allowed: Sequence[str], unknown: Callable[[str], str]
+    ) -> Converter:
+        cache: dict[str, str] = {}
+
+        def convert(raw: Any) -> str | None:
+            text = _to_text(raw)
+            if text is None:
+                return None
+            found = cache.get(text)
+            if found is not None:
+                return found
+            key = _key(text)
+            value = mapping.get(key) or re.sub(r"[\s\-]+", "_", key)
+            if value not in allowed:
+                raise ValueError(unknown(text))
+            cache[text] = value
+            return value
+
+        return convert
+
+    def _time_converter(self, name: str, header: str) -> Converter:
+        column = "" if _canonical_guess(header) == name else f" (column {header!r})"
+        tz = self.tz
+        parse = self._parse_time_text
+
+        def convert(raw: Any) -> date | datetime | None:
+            if type(raw) is str:
+                text = raw.strip()
+                if not text:
+                    return None
+            elif isinstance(raw, datetime):
+                return raw if raw.tzinfo else raw.replace(tzinfo=tz)
+            elif isinstance(raw, date):
+                return raw
+            elif isinstance(raw, (int, float)) and not isinstance(raw, bool):
+                text = str(int(raw)) if float(raw).is_integer() else str(raw)
+            else:
+                text = str(raw).strip()
+            value = parse(text)
+            if value is None:
+                raise ValueError(f"unparseable date {text!r} in {name}{column}")
+            return value
+
+        return convert
+
+    def _parse_time_text(self, text: str) -> date | datetime | None:
+        """ISO 8601 first, then ``date_format``; memoised, as one date recurs on many rows."""
+        try:
+            return self.time_cache[text]
+        except KeyError:
+            pass
+        value: date | datetime | None = None
+        if len(text) <= 10:
+            try:
+                value = date.fromisoformat(text)
+            except ValueError:
+                pass
+        if value is None:
+            try:
+                value = datetime.fromisoformat(text)
+            except ValueError:
+                pass
+        if value is None and self.date_format:
+            try:
+                value = datetime.strptime(text, self.date_format)
+            except ValueError:
+                pass
+            else:
+                if not self.format_has_time:
+                    value = value.date()
+        if type(value) is datetime and value.tzinfo is None:
+            value = value.replace(tzinfo=self.tz)
+        self.time_cache[text] = value
+        return value
+
+    def _to_extra(self, raw: Any) -> Any:
+        """Other columns keep their type; naive datetimes get the organisation's zone (SPEC §1.1)."""
+        if type(raw) is str:
+            return raw.strip() or None
+        if type(raw) is datetime and raw.tzinfo is None:
+            return raw.replace(tzinfo=self.tz)
+        return raw
+
+
+def _to_text(raw: Any) -> str | None:
+    if type(raw) is str:
+        return raw.strip() or None
+    if isinstance(raw, bool):
+        return "true" if raw else "false"
+    if isinstance(raw, float) and raw.is_integer():
+        return str(int(raw))  # spreadsheets store id 17 as 17.0
+    if isinstance(raw, (date, time)):
+        return raw.isoformat()
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", errors="replace")
+    return str(raw).strip() or None
+
+
+def _to_cycle(raw: Any) -> str | None:
+    """Excel turns a typed ``2026-12`` into 1 December 2026; give the cycle id back."""
+    if isinstance(raw, date) and not isinstance(raw, datetime) and raw.day == 1:
+        return raw.strftime("%Y-%m")
+    return _to_text(raw)
+
+
+def _to_tags(raw: Any) -> tuple[str, ...] | None:
+    items: Sequence[Any]
+    if isinstance(raw, (list, tuple)):
+        items = raw
+    elif isinstance(raw, str):
+        text = raw.strip()
+        items = text.split(",")
+        if text.startswith("[") and text.endswith("]"):  # sqlite-utils stores lists as JSON
+            try:
+                loaded = json.loads(text)
+            except ValueError:
+                pass
+            else:
+                if isinstance(loaded, list):
+                    items = loaded
+    else:
+        items = [raw]
+    tags = tuple(tag for tag in (str(item).strip() for item in items if item is not None) if tag)
+    return tags or None

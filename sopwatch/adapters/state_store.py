@@ -1,0 +1,278 @@
+"""The SQLite state file: observations, episodes, silences and the outbox.
+
+``commit`` writes an evaluation's state changes and its outbox rows in one transaction; the outbox
+key is unique, so a crash between evaluation and commit never enqueues twice.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sopwatch.core.evaluate import Evaluation, Notification
+from sopwatch.core.state import Episode, HoldRecord, Observation, Silence, State, StepRecord
+from sopwatch.errors import StateError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS observations (
+    action TEXT PRIMARY KEY, status TEXT NOT NULL, status_since TEXT NOT NULL,
+    owner TEXT, owner_since TEXT NOT NULL, first_seen TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS episodes (
+    id TEXT PRIMARY KEY, rule TEXT NOT NULL, action TEXT NOT NULL, number INTEGER NOT NULL,
+    fired_at TEXT NOT NULL, opened_at TEXT NOT NULL, steps TEXT NOT NULL, holds TEXT NOT NULL,
+    resolved_at TEXT, resolution TEXT
+);
+CREATE INDEX IF NOT EXISTS episodes_open ON episodes (rule, action) WHERE resolved_at IS NULL;
+CREATE TABLE IF NOT EXISTS silences (
+    id TEXT PRIMARY KEY, rule TEXT, action TEXT, conditions TEXT, ends_at TEXT NOT NULL,
+    author TEXT NOT NULL, reason TEXT NOT NULL, created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, episode TEXT NOT NULL, step INTEGER NOT NULL,
+    repeat INTEGER NOT NULL, kind TEXT NOT NULL, channel TEXT NOT NULL, rule TEXT NOT NULL,
+    action TEXT NOT NULL, recipients TEXT NOT NULL, created_at TEXT NOT NULL, not_before TEXT NOT NULL,
+    status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, sent_at TEXT,
+    notification TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (status, not_before);
+"""
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _steps_json(steps: dict[int, StepRecord]) -> str:
+    return json.dumps(
+        {
+            str(i): {
+                "sends": s.sends,
+                "last_sent": _iso(s.last_sent),
+                "to": s.to,
+                "cc": s.cc,
+                "silenced": s.silenced,
+            }
+            for i, s in steps.items()
+        }
+    )
+
+
+def _steps(text: str) -> dict[int, StepRecord]:
+    return {
+        int(i): StepRecord(d["sends"], _dt(d["last_sent"]), tuple(d["to"]), tuple(d["cc"]), d["silenced"])
+        for i, d in json.loads(text).items()
+    }
+
+
+def _holds_json(holds: dict[int, HoldRecord]) -> str:
+    return json.dumps(
+        {
+            str(i): {
+                "uid": h.uid,
+                "step": h.step,
+                "sequence": h.sequence,
+                "start": _iso(h.start),
+                "end": _iso(h.end),
+                "attendees": h.attendees,
+            }
+            for i, h in holds.items()
+        }
+    )
+
+
+def _holds(text: str) -> dict[int, HoldRecord]:
+    return {
+        int(i): HoldRecord(
+            d["uid"], d["step"], d["sequence"], _dt(d["start"]), _dt(d["end"]), tuple(d["attendees"])
+        )  # type: ignore[arg-type]
+        for i, d in json.loads(text).items()
+    }
+
+
+def notification_json(n: Notification) -> dict[str, Any]:
+    """The ``--json`` line of SPEC §5, plus sopwatch's own fields."""
+    data: dict[str, Any] = {
+        "at": n.at.isoformat(),
+        "rule": n.rule,
+        "action": n.action,
+        "step": n.step,
+        "repeat": n.repeat,
+        "channel": n.channel,
+        "kind": n.kind,
+        "to": list(n.to),
+        "cc": list(n.cc),
+        "not_before": n.not_before.isoformat(),
+        "episode": n.episode,
+        "severity": n.severity,
+        "template": n.template,
+        "fire_at": n.fire_at.isoformat(),
+    }
+    if n.notes:
+        data["notes"] = list(n.notes)
+    if n.silenced_by:
+        data["silenced_by"] = n.silenced_by
+    if n.hold is not None:
+        data["hold"] = {
+            "uid": n.hold.uid,
+            "sequence": n.hold.sequence,
+            "start": n.hold.start.isoformat(),
+            "end": n.hold.end.isoformat(),
+        }
+    return data
+
+
+class StateStore:
+    """Narrow interface over the state file: load the state, commit an evaluation, manage silences."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+        try:
+            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA busy_timeout=30000")
+            self.db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"{self.path}: cannot open the state file: {exc}") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def load(self) -> State:
+        db = self.db
+        observations = {
+            row[0]: Observation(row[1], _dt(row[2]), row[3], _dt(row[4]), _dt(row[5]))  # type: ignore[arg-type]
+            for row in db.execute(
+                "SELECT action, status, status_since, owner, owner_since, first_seen FROM observations"
+            )
+        }
+        episodes: dict[tuple[str, str], Episode] = {}
+        for row in db.execute(
+            "SELECT id, rule, action, number, fired_at, opened_at, steps, holds FROM episodes WHERE resolved_at IS NULL"
+        ):
+            episode = Episode(
+                row[0], row[1], row[2], row[3], _dt(row[4]), _dt(row[5]), _steps(row[6]), _holds(row[7])
+            )  # type: ignore[arg-type]
+            episodes[episode.key] = episode
+        counts = {
+            (rule, action): number
+            for rule, action, number in db.execute(
+                "SELECT rule, action, MAX(number) FROM episodes GROUP BY rule, action"
+            )
+        }
+        return State(observations, episodes, counts, tuple(self.silences()))
+
+    def commit(self, evaluation: Evaluation) -> int:
+        """Write state changes and enqueue sendable notifications atomically; returns rows enqueued."""
+        db = self.db
+        enqueued = 0
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(
+                "INSERT OR REPLACE INTO observations VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (a, o.status, _iso(o.status_since), o.owner, _iso(o.owner_since), _iso(o.first_seen))
+                    for a, o in evaluation.observations.items()
+                ],
+            )
+            for episode in (*evaluation.episodes, *evaluation.resolved):
+                db.execute(
+                    "INSERT OR REPLACE INTO episodes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        episode.id,
+                        episode.rule,
+                        episode.action,
+                        episode.number,
+                        _iso(episode.fired_at),
+                        _iso(episode.opened_at),
+                        _steps_json(dict(episode.steps)),
+                        _holds_json(dict(episode.holds)),
+                        _iso(episode.resolved_at),
+                        episode.resolution,
+                    ),
+                )
+            for n in evaluation.notifications:
+                status = "silenced" if n.silenced_by else ("digest" if n.channel == "digest" else "pending")
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO outbox (key, episode, step, repeat, kind, channel, rule, action,"
+                    " recipients, created_at, not_before, status, notification)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        n.key + "|" + ",".join(sorted(n.to)),
+                        n.episode,
+                        n.step,
+                        n.repeat,
+                        n.kind,
+                        n.channel,
+                        n.rule,
+                        n.action,
+                        json.dumps({"to": n.to, "cc": n.cc}),
+                        _iso(n.at),
+                        _iso(n.not_before),
+                        status,
+                        json.dumps(notification_json(n)),
+                    ),
+                )
+                enqueued += cursor.rowcount
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return enqueued
+
+    def outbox(self, status: str | None = None) -> list[dict[str, Any]]:
+        query = "SELECT id, key, status, attempts, not_before, sent_at, last_error, notification FROM outbox"
+        args: Iterable[Any] = ()
+        if status:
+            query += " WHERE status = ?"
+            args = (status,)
+        rows = []
+        for row in self.db.execute(query + " ORDER BY id", tuple(args)):
+            data = json.loads(row[7])
+            data.update(id=row[0], status=row[2], attempts=row[3], sent_at=row[5], last_error=row[6])
+            rows.append(data)
+        return rows
+
+    def silences(self) -> list[Silence]:
+        return [
+            Silence(
+                id=row[0],
+                rule=row[1],
+                action=row[2],
+                when=json.loads(row[3]) if row[3] else None,
+                ends_at=_dt(row[4]),  # type: ignore[arg-type]
+                author=row[5],
+                reason=row[6],
+                created_at=_dt(row[7]),
+            )
+            for row in self.db.execute(
+                "SELECT id, rule, action, conditions, ends_at, author, reason, created_at FROM silences ORDER BY created_at"
+            )
+        ]
+
+    def add_silence(self, silence: Silence) -> None:
+        self.db.execute(
+            "INSERT INTO silences VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                silence.id,
+                silence.rule,
+                silence.action,
+                json.dumps(silence.when) if silence.when else None,
+                _iso(silence.ends_at),
+                silence.author,
+                silence.reason,
+                _iso(silence.created_at),
+            ),
+        )
+
+    def expire_silence(self, silence_id: str, now: datetime) -> bool:
+        cursor = self.db.execute("UPDATE silences SET ends_at = ? WHERE id = ?", (_iso(now), silence_id))
+        return cursor.rowcount > 0

@@ -1,0 +1,155 @@
+"""Load a whole setup from ``config.yaml``: config, people, calendars, register and rules.
+
+``load_setup`` collects every problem it can before giving up, so ``validate`` lists them all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from sopwatch.adapters.business_calendar import build_business_calendar
+from sopwatch.adapters.cycles import load_cycle_calendar
+from sopwatch.adapters.people import load_directory
+from sopwatch.adapters.register import RegisterRead, read_register
+from sopwatch.config.rules_loader import RuleCompiler, rule_files
+from sopwatch.config.schema import Config
+from sopwatch.config.validation import require_mapping, validate_model
+from sopwatch.config.yamlsource import LocatedDocument, load_yaml_file
+from sopwatch.core.conditions import ConditionError, compile_condition
+from sopwatch.core.evaluate import Environment
+from sopwatch.core.model import CANONICAL_FIELDS, DEFAULT_TERMINAL, OBSERVED_FIELDS, STATUSES, Snapshot
+from sopwatch.core.recipients import RecipientError, parse_recipient
+from sopwatch.core.rules import RuleSet
+from sopwatch.core.timeexpr import Clock, Duration, ExpressionError, parse_duration
+from sopwatch.errors import ConfigError, ProblemList, SopwatchError
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    config: Config
+    document: LocatedDocument
+    base_dir: Path
+    tz: ZoneInfo
+    interval: Duration
+
+    def path(self, relative: str) -> Path:
+        return (self.base_dir / relative).resolve()
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Everything a command needs; ``problems`` are non-fatal (skipped register rows)."""
+
+    loaded: LoadedConfig
+    environment: Environment
+    register: RegisterRead
+    rules: RuleSet
+    rule_paths: tuple[Path, ...]
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self.register.snapshot
+
+    @property
+    def problems(self) -> tuple[SopwatchError, ...]:
+        return self.register.problems
+
+
+def load_config(path: Path) -> LoadedConfig:
+    document = load_yaml_file(path)
+    require_mapping(document, "the config file")
+    config = validate_model(document, Config)
+    try:
+        interval = parse_duration(config.interval)
+    except ExpressionError as exc:
+        raise document.error(("interval",), str(exc)) from None
+    if config.terminal_statuses is not None:
+        for index, status in enumerate(config.terminal_statuses):
+            if status not in STATUSES:
+                raise document.error(("terminal_statuses", index), f"unknown status {status!r}")
+    return LoadedConfig(config, document, path.resolve().parent, ZoneInfo(config.timezone), interval)
+
+
+def load_setup(config_path: Path) -> Setup:
+    """Load and cross-check everything; raises ProblemList with every problem found."""
+    loaded = load_config(config_path)
+    config, document = loaded.config, loaded.document
+    problems: list[SopwatchError] = []
+
+    def attempt(func, *args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return func(*args, **kwargs)
+        except ProblemList as exc:
+            problems.extend(exc.problems)
+        except SopwatchError as exc:
+            if exc.location is None and isinstance(exc, ConfigError):
+                exc.location = document.location(())
+            problems.append(exc)
+        return None
+
+    business = attempt(_business, loaded)
+    directory = attempt(
+        load_directory,
+        loaded.path(config.people) if config.people else None,
+        dict(config.roles),
+        loaded.tz,
+        document,
+    )
+    cycles = (
+        attempt(
+            load_cycle_calendar,
+            loaded.path(config.calendar) if config.calendar else None,
+            loaded.tz,
+            business,
+        )
+        if business
+        else None
+    )
+    register = attempt(read_register, config.register_, loaded.base_dir, loaded.tz)
+    paths = attempt(lambda: tuple(rule_files(config.rules, loaded.base_dir)))
+    if paths is None and not problems:
+        problems.append(document.error(("rules",), "cannot find the rules"))
+    fields = set(CANONICAL_FIELDS) | set(OBSERVED_FIELDS)
+    if register is not None:
+        fields |= register.snapshot.columns
+    roles = set(directory.roles) if directory is not None else set(config.roles)
+    fallback = None
+    if config.fallback_recipient:
+        try:
+            fallback = parse_recipient(config.fallback_recipient, fields, roles)
+        except RecipientError as exc:
+            problems.append(document.error(("fallback_recipient",), str(exc)))
+    rules = None
+    if paths is not None and cycles is not None:
+        compiler = RuleCompiler(fields, roles, cycles, loaded.tz)
+        rules = attempt(compiler.load, paths)
+    if problems or rules is None:
+        raise ProblemList(problems)
+    environment = Environment(
+        clock=Clock(loaded.tz, business),
+        directory=directory,
+        cycles=cycles,
+        terminal=frozenset(config.terminal_statuses) if config.terminal_statuses else DEFAULT_TERMINAL,
+        fallback=fallback,
+        start_date=config.start_date,
+        max_messages_per_tick=config.max_messages_per_tick,
+    )
+    return Setup(loaded, environment, register, rules, paths)
+
+
+def _business(loaded: LoadedConfig):  # type: ignore[no-untyped-def]
+    try:
+        return build_business_calendar(loaded.config.business_calendar)
+    except ConfigError as exc:
+        if exc.location is None:
+            exc.location = loaded.document.location(("business_calendar", "holidays"))
+        raise
+
+
+def compile_silence_matcher(when: dict, fields: set[str], tz: ZoneInfo):  # type: ignore[no-untyped-def]
+    try:
+        return compile_condition(when, fields, tz)
+    except ConditionError as exc:
+        raise ConfigError(f"silence condition: {exc}") from None

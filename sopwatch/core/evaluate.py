@@ -1,0 +1,472 @@
+"""The evaluation: (register snapshot, rules, environment, state, now) -> what to send and what changed.
+
+Pure: no files, no network, no clock. The daemon, ``check`` and ``simulate`` all call ``evaluate``,
+which is why a simulation shows exactly what the daemon would send at the same instants.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, time
+from typing import Any
+
+from sopwatch.core.model import DEFAULT_TERMINAL, CycleCalendar, Directory, Snapshot
+from sopwatch.core.recipients import Recipient, RecipientExpr
+from sopwatch.core.rules import Rule, RuleSet, Step
+from sopwatch.core.state import Episode, HoldRecord, Observation, Silence, State, StepRecord
+from sopwatch.core.timeexpr import Clock
+
+Record = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Everything evaluation needs besides the register, the rules and the state."""
+
+    clock: Clock
+    directory: Directory = field(default_factory=Directory)
+    cycles: CycleCalendar = field(default_factory=CycleCalendar)
+    terminal: frozenset[str] = DEFAULT_TERMINAL
+    fallback: RecipientExpr | None = None
+    start_date: date | None = None
+    max_messages_per_tick: int = 200
+
+    @property
+    def start_instant(self) -> datetime | None:
+        if self.start_date is None:
+            return None
+        return datetime.combine(self.start_date, time(0), tzinfo=self.clock.tz)
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    at: datetime
+    rule: str
+    action: str
+    episode: str
+    step: int
+    repeat: int
+    channel: str  # email | digest | calendar | cancel
+    kind: str  # reminder | escalation | resolved | hold | hold-update | cancel
+    to: tuple[str, ...]
+    cc: tuple[str, ...]
+    template: str
+    not_before: datetime
+    severity: str
+    fire_at: datetime
+    notes: tuple[str, ...] = ()  # why a recipient fell back, ...
+    silenced_by: str | None = None
+    hold: HoldRecord | None = None
+
+    @property
+    def key(self) -> str:
+        """The outbox's unique key: one message per (episode, step, repeat, kind, recipient set)."""
+        return f"{self.episode}#{self.step}.{self.repeat}.{self.kind}"
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    at: datetime
+    notifications: tuple[Notification, ...]
+    observations: Mapping[str, Observation]  # new or changed only
+    episodes: tuple[Episode, ...]  # opened or updated, still open
+    resolved: tuple[Episode, ...]
+    deferred: int = 0  # proposals held back by max_messages_per_tick
+
+    @property
+    def sendable(self) -> tuple[Notification, ...]:
+        return tuple(n for n in self.notifications if n.silenced_by is None)
+
+
+@dataclass(slots=True)
+class _Proposal:
+    """One (rule, action) pair's outcome at this instant."""
+
+    rule: Rule
+    fire_at: datetime
+    episode: Episode | None  # the episode after this evaluation (open)
+    resolved: Episode | None = None
+    notifications: list[Notification] = field(default_factory=list)
+
+    @property
+    def messages(self) -> int:
+        return sum(1 for n in self.notifications if n.channel != "digest" and n.silenced_by is None)
+
+
+def observe(
+    snapshot: Snapshot, state: State, now: datetime
+) -> tuple[dict[str, Record], dict[str, Observation]]:
+    """Records for the rules (register fields + observed instants) and the observations that changed."""
+    records: dict[str, Record] = {}
+    changed: dict[str, Observation] = {}
+    previous = state.observations
+    for action in snapshot:
+        fields = action.fields
+        status, owner = fields["status"], fields.get("owner")
+        seen = previous.get(action.id)
+        if seen is None:
+            seen = Observation(status, now, owner, now, now)
+            changed[action.id] = seen
+        elif seen.status != status or seen.owner != owner:
+            seen = Observation(
+                status,
+                seen.status_since if seen.status == status else now,
+                owner,
+                seen.owner_since if seen.owner == owner else now,
+                seen.first_seen,
+            )
+            changed[action.id] = seen
+        record = dict(fields)
+        record["status_since"] = fields.get("status_changed_at") or seen.status_since
+        record["owner_since"] = seen.owner_since
+        record["first_seen"] = seen.first_seen
+        records[action.id] = record
+    return records, changed
+
+
+def evaluate(snapshot: Snapshot, rules: RuleSet, env: Environment, state: State, now: datetime) -> Evaluation:
+    records, observations = observe(snapshot, state, now)
+    silences = tuple(s for s in state.silences if now < s.ends_at)
+    proposals: list[_Proposal] = []
+    open_episodes = state.episodes
+    terminal = env.terminal
+    for rule in rules:
+        for action_id, record in records.items():
+            episode = open_episodes.get((rule.id, action_id))
+            if episode is None and record["status"] in terminal:
+                continue  # the common case for a register of mostly closed work
+            proposal = assess(rule, record, episode, env, state, silences, now)
+            if proposal is not None:
+                proposals.append(proposal)
+    rule_ids = {rule.id for rule in rules}
+    for episode in open_episodes.values():
+        if episode.action not in records and episode.rule in rule_ids:
+            rule = next(r for r in rules if r.id == episode.rule)
+            proposals.append(_resolve(rule, episode, "the action left the register", env, now))
+    return _commit(proposals, observations, env, now)
+
+
+def assess(
+    rule: Rule,
+    record: Record,
+    episode: Episode | None,
+    env: Environment,
+    state: State,
+    silences: Iterable[Silence],
+    now: datetime,
+) -> _Proposal | None:
+    """The outcome for one rule and one action; None when nothing changes."""
+    fire_at, reason = firing(rule, record, episode, env, now)
+    if fire_at is None:
+        return _resolve(rule, episode, reason or "", env, now) if episode is not None else None
+    if episode is None:
+        start = env.start_instant
+        if start is not None and fire_at < start:
+            return None  # rollout safety: old work before start_date never alerts
+        number = state.episode_counts.get((rule.id, record["id"]), 0) + 1
+        episode = Episode(
+            id=f"{rule.id}/{record['id']}/{number}",
+            rule=rule.id,
+            action=record["id"],
+            number=number,
+            fired_at=fire_at,
+            opened_at=now,
+        )
+        proposal = _Proposal(rule, fire_at, episode)
+    else:
+        proposal = _Proposal(rule, fire_at, episode)
+    step = current_step(rule, env.clock, fire_at, now)
+    if step is not None:
+        _notify_step(proposal, step, record, env, silences, now)
+    _update_holds(proposal, record, env, now)
+    unchanged = proposal.episode is episode and not proposal.notifications
+    if unchanged and episode.number <= state.episode_counts.get(episode.key, 0):
+        return None
+    return proposal
+
+
+def firing(
+    rule: Rule, record: Record, episode: Episode | None, env: Environment, now: datetime
+) -> tuple[datetime | None, str | None]:
+    """``fire_at`` if the rule fires for this record now, else None and why not."""
+    if record["status"] in env.terminal:
+        return None, f"status {record['status']!r} is terminal"
+    if not rule.when.test(record):
+        return None, rule.when.failure(record) or "when no longer holds"
+    if rule.fire_at is None:
+        return (episode.fired_at if episode else now), None
+    fire_at = rule.fire_at.at(env.clock, record, env.cycles, now)
+    if fire_at is None:
+        return None, f"{rule.fire_at.expression.anchor} is empty"
+    if fire_at > now:
+        return None, f"fire_at {fire_at.isoformat()} is in the future"
+    return fire_at, None
+
+
+def step_due(step: Step, clock: Clock, fire_at: datetime) -> datetime:
+    return clock.add(fire_at, step.after) if step.after else fire_at
+
+
+def current_step(rule: Rule, clock: Clock, fire_at: datetime, now: datetime) -> Step | None:
+    """The highest step that is due; lower steps never sent are skipped (no burst after a late start)."""
+    current = None
+    for step in rule.steps:
+        if step_due(step, clock, fire_at) <= now:
+            current = step
+    return current
+
+
+def resolve_recipients(
+    step: Step, record: Record, env: Environment
+) -> tuple[tuple[Recipient, ...], tuple[str, ...], tuple[str, ...]]:
+    """(to, cc addresses, notes). ``to`` falls back to ``fallback_recipient``; to wins over cc."""
+    to: list[Recipient] = []
+    notes: list[str] = []
+    for expression in step.notify:
+        resolution = expression.people(record, env.directory)
+        to.extend(resolution.recipients)
+        if resolution.problem:
+            if resolution.recipients:
+                notes.append(f"{expression.text}: {resolution.problem}")
+                continue
+            fallback = env.fallback.people(record, env.directory) if env.fallback else None
+            if fallback and fallback.recipients:
+                to.extend(fallback.recipients)
+                notes.append(f"{expression.text}: {resolution.problem}; sent to fallback {env.fallback.text}")  # type: ignore[union-attr]
+            else:
+                notes.append(
+                    f"{expression.text}: {resolution.problem}; no fallback_recipient could be resolved"
+                )
+    seen: set[str] = set()
+    unique_to: list[Recipient] = []
+    for recipient in to:
+        if recipient.email.lower() not in seen:
+            seen.add(recipient.email.lower())
+            unique_to.append(recipient)
+    cc: list[str] = []
+    for expression in step.cc:
+        resolution = expression.people(record, env.directory)
+        if resolution.problem:
+            notes.append(f"cc {expression.text}: {resolution.problem}")
+        for recipient in resolution.recipients:
+            if recipient.email.lower() not in seen:
+                seen.add(recipient.email.lower())
+                cc.append(recipient.email)
+    return tuple(unique_to), tuple(cc), tuple(notes)
+
+
+def delivery_start(to: tuple[Recipient, ...], env: Environment, now: datetime) -> datetime:
+    """When an email may go out: now inside the first recipient's window, else the next window."""
+    person = to[0].person if to else None
+    tz = (person.timezone if person else None) or env.clock.tz
+    return env.clock.business.next_window_start(now, tz)
+
+
+def _notify_step(
+    proposal: _Proposal,
+    step: Step,
+    record: Record,
+    env: Environment,
+    silences: Iterable[Silence],
+    now: datetime,
+) -> None:
+    episode = proposal.episode
+    assert episode is not None
+    rule = proposal.rule
+    previous = episode.steps.get(step.index)
+    silence = next((s for s in silences if s.matches(rule.id, record, now)), None)
+    if previous is None or previous.sends == 0:
+        repeat = 0
+    elif rule.repeat and now >= env.clock.add(previous.last_sent, rule.repeat):  # type: ignore[arg-type]
+        repeat = previous.sends
+    else:
+        return
+    if silence is not None and previous is not None and previous.silenced and previous.sends == repeat:
+        return  # already recorded as silenced for this send
+    to, cc, notes = resolve_recipients(step, record, env)
+    digest = step.via == "digest"
+    not_before = now if digest else delivery_start(to, env, now)
+    kind = "reminder" if step.index == 0 else "escalation"
+    notification = Notification(
+        at=now,
+        rule=rule.id,
+        action=record["id"],
+        episode=episode.id,
+        step=step.index,
+        repeat=repeat,
+        channel="digest" if digest else "email",
+        kind=kind,
+        to=tuple(r.email for r in to),
+        cc=cc,
+        template=step.template,
+        not_before=not_before,
+        severity=rule.severity,
+        fire_at=proposal.fire_at,
+        notes=notes,
+        silenced_by=silence.id if silence else None,
+    )
+    proposal.notifications.append(notification)
+    steps = dict(episode.steps)
+    if silence is not None:
+        # Recorded, not sent, not sent later; the step counts as never notified.
+        steps[step.index] = (
+            replace(previous, silenced=True) if previous else StepRecord(0, None, silenced=True)
+        )
+        proposal.episode = replace(episode, steps=steps)
+        return
+    steps[step.index] = StepRecord(repeat + 1, not_before, notification.to, cc)
+    holds = dict(episode.holds)
+    if step.calendar_hold is not None and repeat == 0 and to and step.index not in holds:
+        start = step.calendar_hold.start.at(
+            env.clock, record, env.cycles, episode.opened_at, proposal.fire_at
+        )
+        if start is not None:
+            hold = HoldRecord(
+                uid=f"{episode.id}/hold{step.index}@sopwatch",
+                step=step.index,
+                sequence=0,
+                start=start,
+                end=env.clock.add(start, step.calendar_hold.duration),
+                attendees=notification.to + cc,
+            )
+            holds[step.index] = hold
+            proposal.notifications.append(
+                replace(notification, channel="calendar", kind="hold", template="hold", hold=hold)
+            )
+    proposal.episode = replace(episode, steps=steps, holds=holds)
+
+
+def _update_holds(proposal: _Proposal, record: Record, env: Environment, now: datetime) -> None:
+    """A hold whose start moved (e.g. the due date changed) is re-sent with a higher SEQUENCE."""
+    episode = proposal.episode
+    assert episode is not None
+    if not episode.holds:
+        return
+    rule = proposal.rule
+    holds = dict(episode.holds)
+    changed = False
+    for index, hold in episode.holds.items():
+        spec = rule.steps[index].calendar_hold if index < len(rule.steps) else None
+        if spec is None:
+            continue
+        start = spec.start.at(env.clock, record, env.cycles, episode.opened_at, proposal.fire_at)
+        if start is None or start == hold.start:
+            continue
+        updated = replace(
+            hold, sequence=hold.sequence + 1, start=start, end=env.clock.add(start, spec.duration)
+        )
+        holds[index] = updated
+        changed = True
+        proposal.notifications.append(
+            _hold_message(rule, episode, updated, "hold-update", "calendar", env, now, proposal.fire_at)
+        )
+    if changed:
+        proposal.episode = replace(episode, holds=holds)
+
+
+def _hold_message(
+    rule: Rule,
+    episode: Episode,
+    hold: HoldRecord,
+    kind: str,
+    channel: str,
+    env: Environment,
+    now: datetime,
+    fire_at: datetime,
+) -> Notification:
+    first = env.directory.find(hold.attendees[0]) if hold.attendees else None
+    to = (Recipient(hold.attendees[0], first),) if hold.attendees else ()
+    return Notification(
+        at=now,
+        rule=rule.id,
+        action=episode.action,
+        episode=episode.id,
+        step=hold.step,
+        repeat=hold.sequence,
+        channel=channel,
+        kind=kind,
+        to=hold.attendees,
+        cc=(),
+        template="hold" if channel == "calendar" else "cancel",
+        not_before=delivery_start(to, env, now),
+        severity=rule.severity,
+        fire_at=fire_at,
+        hold=hold,
+    )
+
+
+def _resolve(rule: Rule, episode: Episode, reason: str, env: Environment, now: datetime) -> _Proposal:
+    """End an episode: cancel its holds and, if the rule asks, tell the people it last notified."""
+    resolved = replace(episode, resolved_at=now, resolution=reason)
+    proposal = _Proposal(rule, episode.fired_at, None, resolved=resolved)
+    for hold in episode.holds.values():
+        cancelled = replace(hold, sequence=hold.sequence + 1)
+        proposal.notifications.append(
+            _hold_message(rule, episode, cancelled, "cancel", "cancel", env, now, episode.fired_at)
+        )
+    emailed = [
+        (index, record)
+        for index, record in episode.steps.items()
+        if record.sends > 0 and record.to and index < len(rule.steps) and rule.steps[index].via == "email"
+    ]
+    if rule.notify_resolved and emailed:
+        index, last = max(emailed)
+        first = env.directory.find(last.to[0])
+        proposal.notifications.append(
+            Notification(
+                at=now,
+                rule=rule.id,
+                action=episode.action,
+                episode=episode.id,
+                step=index,
+                repeat=0,
+                channel="email",
+                kind="resolved",
+                to=last.to,
+                cc=last.cc,
+                template="resolved",
+                not_before=delivery_start((Recipient(last.to[0], first),), env, now),
+                severity=rule.severity,
+                fire_at=episode.fired_at,
+                notes=(reason,),
+            )
+        )
+    return proposal
+
+
+def _commit(
+    proposals: list[_Proposal], observations: dict[str, Observation], env: Environment, now: datetime
+) -> Evaluation:
+    """Apply ``max_messages_per_tick``: resolutions first, then by severity and age; the rest wait."""
+    order = {id(p): i for i, p in enumerate(proposals)}
+    ranked = sorted(proposals, key=lambda p: (p.resolved is None, p.rule.rank, p.fire_at))
+    budget = env.max_messages_per_tick
+    kept: list[_Proposal] = []
+    deferred = 0
+    for proposal in ranked:
+        messages = proposal.messages
+        if messages and messages > budget:
+            deferred += 1
+            continue
+        budget -= messages
+        kept.append(proposal)
+    kept.sort(key=lambda p: order[id(p)])  # output in rule order, then register order
+    notifications = tuple(n for p in kept for n in p.notifications)
+    episodes = tuple(p.episode for p in kept if p.episode is not None)
+    resolved = tuple(p.resolved for p in kept if p.resolved is not None)
+    return Evaluation(now, notifications, observations, episodes, resolved, deferred)
+
+
+def apply(state: State, evaluation: Evaluation) -> State:
+    """The state after an evaluation; the SQLite store does the same in one transaction."""
+    observations = dict(state.observations)
+    observations.update(evaluation.observations)
+    episodes = dict(state.episodes)
+    counts = dict(state.episode_counts)
+    for episode in evaluation.episodes:
+        episodes[episode.key] = episode
+        counts[episode.key] = max(counts.get(episode.key, 0), episode.number)
+    for episode in evaluation.resolved:
+        episodes.pop(episode.key, None)
+    return State(observations, episodes, counts, state.silences)

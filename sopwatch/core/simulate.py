@@ -1,0 +1,38 @@
+"""Replay time over a fixed register from a fresh state, exactly as the daemon would tick."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+from sopwatch.core.evaluate import Environment, Evaluation, apply, evaluate
+from sopwatch.core.model import Snapshot
+from sopwatch.core.rules import RuleSet
+from sopwatch.core.state import State
+
+
+def ticks(start: datetime, end: datetime, every: timedelta) -> Iterator[datetime]:
+    """``start``, ``start + every``, ... up to and including ``end``, in real (UTC) time."""
+    if every <= timedelta(0):
+        raise ValueError("the step must be positive")
+    instant = start
+    while instant <= end:
+        yield instant
+        instant = instant + every
+
+
+def simulate(
+    snapshot: Snapshot,
+    rules: RuleSet,
+    env: Environment,
+    start: datetime,
+    end: datetime,
+    every: timedelta,
+    state: State | None = None,
+) -> Iterator[Evaluation]:
+    """One evaluation per tick, each applied to the state the next one sees."""
+    current = state if state is not None else State()
+    for now in ticks(start, end, every):
+        evaluation = evaluate(snapshot, rules, env, current, now)
+        current = apply(current, evaluation)
+        yield evaluation

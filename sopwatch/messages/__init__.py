@@ -1,0 +1,1 @@
+"""Turning notifications into what people read: subjects, bodies, emails, calendar holds."""
