@@ -216,8 +216,9 @@ def _print_notifications(setup: Setup, notifications: Iterable[Notification], as
         when = _local(n.at, tz)
         wait = f" (sends {_local(n.not_before, tz)})" if n.not_before != n.at else ""
         silenced = f" [silenced by {n.silenced_by}]" if n.silenced_by else ""
+        kind = n.kind if n.channel == "email" else f"{n.kind} ({n.channel})"
         click.echo(
-            f"{when}{wait}  {n.rule:<24} {n.action:<8} step {n.step} rep {n.repeat}  {n.kind:<11} "
+            f"{when}{wait}  {n.rule:<24} {n.action:<8} step {n.step} rep {n.repeat}  {kind:<20} "
             f"-> {_recipients(n.to, n.cc)}{silenced}"
         )
         for note in n.notes:

@@ -16,7 +16,7 @@ import json
 import re
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
@@ -31,6 +31,8 @@ Converter = Callable[[Any], Any]
 Row = tuple[int, Sequence[Any]]
 _CANONICAL = frozenset(CANONICAL_FIELDS)
 _MIDNIGHT = time(0, 0)
+# Canonical fields whose text is taken as written (after stripping).
+_PLAIN_TEXT = frozenset(CANONICAL_FIELDS) - {"kind", "status", "tags", *DATE_FIELDS}
 _TIME_DIRECTIVE = re.compile(r"%[-#]?[HIMSfpXcTRrzZ]")
 
 
@@ -135,9 +137,19 @@ def _csv_rows(reader: Iterator[list[str]], where: str, encoding: str) -> Iterato
             yield number, values
     except UnicodeDecodeError as exc:
         message = f"not {encoding} text ({exc.reason}); set register.encoding"
-        raise InputError(message, Location(where, row=number + 1)) from None
+        raise InputError(message, Location(where, line=_bad_text_line(Path(where), encoding))) from None
     except csv.Error as exc:
         raise InputError(f"malformed CSV: {exc}", Location(where, row=number + 1)) from None
+
+
+def _bad_text_line(path: Path, encoding: str) -> int | None:
+    """The file line of the first undecodable byte; the decoder works in blocks, so rows can't say."""
+    raw = path.read_bytes()
+    try:
+        raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        return raw.count(b"\n", 0, exc.start) + 1
+    return None
 
 
 @contextmanager
@@ -267,8 +279,15 @@ def _normalise(table: _Table, cfg: RegisterConfig, tz: ZoneInfo, where: str) -> 
     header_loc = Location(where) if table.header_row is None else Location(where, row=table.header_row)
     names, problems = _map_headers(table.headers, cfg, header_loc)
     converters = _Converters(cfg, tz)
+    # (column index, field, converter, whether a stripped string is already the final value)
     plan = [
-        (index, name, converters.for_field(name, str(table.headers[index]).strip())) for index, name in names
+        (
+            index,
+            name,
+            converters.for_field(name, str(table.headers[index]).strip()),
+            name in _PLAIN_TEXT or name not in _CANONICAL,
+        )
+        for index, name in names
     ]
     width = max((index for index, _name in names), default=-1) + 1
 
@@ -279,9 +298,16 @@ def _normalise(table: _Table, cfg: RegisterConfig, tz: ZoneInfo, where: str) -> 
             values = [*values, *([None] * (width - len(values)))]
         fields: dict[str, Any] = {}
         errors: list[str] = []
-        for index, name, convert in plan:
+        for index, name, convert, plain in plan:
             raw = values[index]
-            if raw is None or raw == "":
+            if type(raw) is str:
+                raw = raw.strip()
+                if not raw:
+                    continue
+                if plain:
+                    fields[name] = raw
+                    continue
+            elif raw is None:
                 continue
             try:
                 value = convert(raw)
@@ -399,12 +425,27 @@ class _Converters:
                 lambda text: f"unknown kind {text!r} (allowed: {allowed}; or use register.kind_map)",
             )
         if name == "tags":
-            return _to_tags
+            return self._tags_converter()
         if name == "cycle":
             return _to_cycle
         if name in _CANONICAL:
             return _to_text
         return self._to_extra
+
+    @staticmethod
+    def _tags_converter() -> Converter:
+        cache: dict[str, tuple[str, ...] | None] = {}
+
+        def convert(raw: Any) -> tuple[str, ...] | None:
+            if type(raw) is not str:
+                return _to_tags(raw)
+            try:
+                return cache[raw]
+            except KeyError:
+                found = cache[raw] = _to_tags(raw)
+                return found
+
+        return convert
 
     def _choice_converter(
         self, mapping: dict[str, str], allowed: Sequence[str], unknown: Callable[[str], str]
@@ -460,15 +501,11 @@ class _Converters:
             pass
         value: date | datetime | None = None
         if len(text) <= 10:
-            try:
+            with suppress(ValueError):
                 value = date.fromisoformat(text)
-            except ValueError:
-                pass
         if value is None:
-            try:
+            with suppress(ValueError):
                 value = datetime.fromisoformat(text)
-            except ValueError:
-                pass
         if value is None and self.date_format:
             try:
                 value = datetime.strptime(text, self.date_format)

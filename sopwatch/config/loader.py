@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from sopwatch.adapters.business_calendar import build_business_calendar
 from sopwatch.adapters.cycles import load_cycle_calendar
 from sopwatch.adapters.people import load_directory
-from sopwatch.adapters.register import RegisterRead, read_register
+from sopwatch.adapters.register import RegisterRead, read_register, register_config_problems
 from sopwatch.config.rules_loader import RuleCompiler, rule_files
 from sopwatch.config.schema import Config
 from sopwatch.config.validation import require_mapping, validate_model
@@ -107,7 +107,12 @@ def load_setup(config_path: Path) -> Setup:
         if business
         else None
     )
-    register = attempt(read_register, config.register_, loaded.base_dir, loaded.tz)
+    register = None
+    mapping_problems = register_config_problems(config.register_)
+    for path, message in mapping_problems:
+        problems.append(document.error(path, message))
+    if not mapping_problems:
+        register = attempt(read_register, config.register_, loaded.base_dir, loaded.tz)
     paths = attempt(lambda: tuple(rule_files(config.rules, loaded.base_dir)))
     if paths is None and not problems:
         problems.append(document.error(("rules",), "cannot find the rules"))

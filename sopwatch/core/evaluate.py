@@ -278,6 +278,8 @@ def _notify_step(
     silence = next((s for s in silences if s.matches(rule.id, record, now)), None)
     if previous is None or previous.sends == 0:
         repeat = 0
+    elif step.via == "digest":
+        return  # a digest lists the open item on its own schedule; repeating it adds nothing
     elif rule.repeat and now >= env.clock.add(previous.last_sent, rule.repeat):  # type: ignore[arg-type]
         repeat = previous.sends
     else:
