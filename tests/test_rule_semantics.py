@@ -147,6 +147,12 @@ def step_log(notifications: Iterable[Notification]) -> list[tuple[int, int, date
     return [(n.step, n.repeat, n.at) for n in emails(notifications)]
 
 
+def outbox_keys_are_unique(notifications: list[Notification]) -> bool:
+    """The outbox ignores a second row with the same key and recipients (INSERT OR IGNORE)."""
+    keys = [(n.key, tuple(sorted(n.to))) for n in notifications]
+    return len(set(keys)) == len(keys)
+
+
 def bday(day: date, n: int) -> date:
     """The oracle for Mon-Fri business-day steps (SPEC §2: numpy.busday_offset, roll forward)."""
     return np.busday_offset(np.datetime64(day, "D"), n, roll="forward").astype(date)
@@ -521,6 +527,23 @@ def test_resolution_ends_the_episode_cancels_holds_and_may_notify(how: str, noti
     assert ev4.notifications[1].hold.uid != hold.hold.uid
 
 
+def test_an_action_that_leaves_the_register_resolves_its_episode() -> None:
+    rules = make_rules(RESOLVING % "true")
+    env = make_env()
+    ev0, state = _step(State(), snapshot(action(due=date(2026, 12, 1))), rules, env, berlin(2026, 12, 2, 9))
+    hold = next(n.hold for n in ev0.notifications if n.kind == "hold")
+    ev1, state = _step(
+        state, snapshot(action(id="other", status="done")), rules, env, berlin(2026, 12, 2, 10)
+    )
+    assert [e.id for e in ev1.resolved] == ["r/A1/1"]
+    assert [(n.kind, n.to) for n in ev1.notifications] == [
+        ("cancel", ("ann@example.com",)),
+        ("resolved", ("ann@example.com",)),
+    ]
+    assert ev1.notifications[0].hold.uid == hold.uid
+    assert state.episodes == {}
+
+
 def test_resolution_without_any_send_sends_no_resolved_notice() -> None:
     # the rule fired, but step 0 is only due a day later; resolving then has no one to tell
     rules = make_rules(
@@ -843,6 +866,8 @@ def test_silenced_notification_is_recorded_once_and_sent_after_the_silence_if_ne
     ]
     assert all(n.silenced_by is None for ev in evs for n in ev.sendable)
     assert sum(len(ev.sendable) for ev in evs) == 2
+    # the send after the silence must not collide with the silenced record in the outbox
+    assert outbox_keys_are_unique(log)
 
 
 def test_silence_by_action_or_field_condition_only_affects_matching_actions() -> None:
@@ -883,6 +908,26 @@ def test_after_a_silence_only_the_current_step_is_sent() -> None:
         (2, berlin(2026, 12, 7, 10), "s1"),
         (2, berlin(2026, 12, 8, 12), None),
     ]
+    assert outbox_keys_are_unique(log)
+
+
+def test_a_silenced_repeat_does_not_collide_with_the_repeat_sent_after_the_silence() -> None:
+    rules = make_rules(one_rule("{status: open}", fire_at="due", extra="repeat: 1 day"))
+    env = make_env()
+    snap = snapshot(action(due=berlin(2026, 12, 7, 10)))
+    first, state = _step(State(), snap, rules, env, berlin(2026, 12, 7, 10))
+    silence = Silence("s1", ends_at=berlin(2026, 12, 8, 12), author="ops", reason="freeze")
+    state = State(state.observations, state.episodes, state.episode_counts, (silence,))
+    log = list(first.notifications) + run(
+        snap, rules, env, berlin(2026, 12, 7, 11), berlin(2026, 12, 9, 13), timedelta(hours=1), state
+    )
+    assert [(n.repeat, n.at, n.silenced_by) for n in log] == [
+        (0, berlin(2026, 12, 7, 10), None),
+        (1, berlin(2026, 12, 8, 10), "s1"),  # recorded once, not every tick
+        (1, berlin(2026, 12, 8, 12), None),  # the repeat resumes when the silence ends
+        (2, berlin(2026, 12, 9, 12), None),  # counted from that send
+    ]
+    assert outbox_keys_are_unique(log)
 
 
 def test_a_step_sent_before_a_silence_is_not_sent_again_when_it_ends() -> None:

@@ -61,8 +61,13 @@ class Notification:
 
     @property
     def key(self) -> str:
-        """The outbox's unique key: one message per (episode, step, repeat, kind, recipient set)."""
-        return f"{self.episode}#{self.step}.{self.repeat}.{self.kind}"
+        """The outbox's unique key: one message per (episode, step, repeat, kind, recipient set).
+
+        A silenced record has its own key: the send after the silence ends has the same step and
+        repeat (SPEC §2: notified then, if it never was) and must not be taken for a duplicate.
+        """
+        silenced = f"!silenced:{self.silenced_by}" if self.silenced_by else ""
+        return f"{self.episode}#{self.step}.{self.repeat}.{self.kind}{silenced}"
 
 
 @dataclass(frozen=True)
