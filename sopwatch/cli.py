@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -86,7 +87,7 @@ def _load_state(setup: Setup) -> State:
     path = setup.loaded.path(setup.loaded.config.state)
     if not path.exists():
         return State()
-    store = StateStore(path)
+    store = StateStore(path, readonly=True)
     try:
         return store.load()
     finally:
@@ -233,6 +234,210 @@ def _print_summary(notifications: list[Notification]) -> None:
     click.echo("by rule:      " + ", ".join(f"{k} {v}" for k, v in sorted(by_rule.items())))
     click.echo("by kind:      " + ", ".join(f"{k} {v}" for k, v in sorted(by_kind.items())))
     click.echo("by recipient: " + ", ".join(f"{k} {v}" for k, v in recipients.most_common()))
+
+
+def _open_store(obj: Context) -> StateStore:
+    loaded = obj.setup.loaded
+    return StateStore(loaded.path(loaded.config.state))
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="One tick, then exit (for cron or systemd timers).")
+@click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
+@with_config
+def run(obj: Context, once: bool, log_level: str) -> None:
+    """The daemon: evaluate every interval, deliver the outbox, send digests on schedule."""
+    import os
+
+    from sopwatch.daemon.engine import Engine
+    from sopwatch.daemon.runner import Daemon
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    engine = Engine(obj.config_path, environ=os.environ)
+    try:
+        Daemon(engine).run(once=once)
+    finally:
+        engine.close()
+
+
+@cli.group()
+def silence() -> None:
+    """Manage silences: matching notifications are recorded, not sent."""
+
+
+@silence.command("add")
+@click.option("--rule", help="Only this rule.")
+@click.option("--action", "action_id", help="Only this action.")
+@click.option("--where", "where", multiple=True, metavar="FIELD=VALUE", help="Field condition (repeatable).")
+@click.option("--until", "until", required=True, metavar="T", help="When the silence ends.")
+@click.option("--author", required=True)
+@click.option("--reason", required=True)
+@with_config
+def silence_add(
+    obj: Context,
+    rule: str | None,
+    action_id: str | None,
+    where: tuple[str, ...],
+    until: str,
+    author: str,
+    reason: str,
+) -> None:
+    """Add a silence."""
+    import uuid
+
+    from sopwatch.core.state import Silence
+
+    if not (rule or action_id or where):
+        raise click.UsageError("a silence needs at least one of --rule, --action, --where")
+    setup = obj.setup
+    if rule and setup.rules.get(rule) is None:
+        raise SopwatchError(f"no rule {rule!r} (rules: {', '.join(r.id for r in setup.rules)})")
+    conditions: dict[str, str] = {}
+    for item in where:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"expected FIELD=VALUE, got {item!r}", param_hint="--where")
+        conditions[name.strip()] = value.strip()
+    if conditions:
+        from sopwatch.config.loader import compile_silence_matcher
+        from sopwatch.core.model import CANONICAL_FIELDS, OBSERVED_FIELDS
+
+        fields = set(CANONICAL_FIELDS) | set(OBSERVED_FIELDS) | set(setup.snapshot.columns)
+        compile_silence_matcher(conditions, fields, setup.loaded.tz)
+    now = obj.instant(None)
+    ends = obj.instant(until)
+    if ends <= now:
+        raise click.BadParameter("--until must be in the future", param_hint="--until")
+    entry = Silence(
+        id=uuid.uuid4().hex[:8],
+        ends_at=ends,
+        author=author,
+        reason=reason,
+        rule=rule,
+        action=action_id,
+        when=conditions or None,
+        created_at=now,
+    )
+    store = _open_store(obj)
+    try:
+        store.add_silence(entry)
+    finally:
+        store.close()
+    click.echo(f"silence {entry.id} added until {_local(ends, setup.loaded.tz)}")
+
+
+@silence.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Include expired silences.")
+@with_config
+def silence_list(obj: Context, show_all: bool) -> None:
+    """List silences."""
+    now = obj.instant(None)
+    store = _open_store(obj)
+    try:
+        silences = store.silences()
+    finally:
+        store.close()
+    tz = obj.setup.loaded.tz
+    for s in silences:
+        if not show_all and s.ends_at <= now:
+            continue
+        scope = ", ".join(
+            part
+            for part in (
+                f"rule={s.rule}" if s.rule else "",
+                f"action={s.action}" if s.action else "",
+                " ".join(f"{k}={v}" for k, v in (s.when or {}).items()),
+            )
+            if part
+        )
+        state = "active" if s.ends_at > now else "expired"
+        click.echo(f"{s.id}  {state:<7} until {_local(s.ends_at, tz)}  {scope}  by {s.author}: {s.reason}")
+
+
+@silence.command("expire")
+@click.argument("silence_id")
+@with_config
+def silence_expire(obj: Context, silence_id: str) -> None:
+    """End a silence now."""
+    store = _open_store(obj)
+    try:
+        found = store.expire_silence(silence_id, obj.instant(None))
+    finally:
+        store.close()
+    if not found:
+        raise SopwatchError(f"no silence {silence_id!r}")
+    click.echo(f"silence {silence_id} expired")
+
+
+@cli.command()
+@click.option(
+    "--status",
+    type=click.Choice(["pending", "retry", "sent", "failed", "silenced", "digest", "digested"]),
+    help="Only rows with this status.",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@with_config
+def outbox(obj: Context, status: str | None, as_json: bool) -> None:
+    """What was sent, is pending, or failed."""
+    store = _open_store(obj)
+    try:
+        rows = store.outbox(status)
+    finally:
+        store.close()
+    for row in rows:
+        if as_json:
+            click.echo(json.dumps(row, ensure_ascii=False))
+            continue
+        sent = f" sent {row['sent_at']}" if row.get("sent_at") else ""
+        error = f" error: {row['last_error']}" if row.get("last_error") else ""
+        click.echo(
+            f"{row['id']:>5} {row['status']:<9} {row.get('rule', ''):<24} {row.get('action', ''):<8} "
+            f"{row.get('kind', '')} -> {', '.join(row.get('to', []))}{sent}{error}"
+        )
+    counts = Counter(row["status"] for row in rows)
+    if not as_json:
+        click.echo(", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "the outbox is empty")
+
+
+@cli.command()
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("demo-out"),
+    show_default=True,
+)
+@click.option("--from", "start_text", default="2026-12-01T00:00", show_default=True, metavar="T")
+@click.option("--to", "end_text", default="2026-12-31T23:00", show_default=True, metavar="T")
+@click.option("--every", default="1h", show_default=True, help="Simulated time per tick.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("config.example.yaml"),
+    show_default=True,
+)
+def demo(out: Path, start_text: str, end_text: str, every: str, config_path: Path) -> None:
+    """Run a simulated month of the bundled example through the daemon's code path into a maildir."""
+    from sopwatch.daemon.demo import run_demo
+
+    tz = load_setup(config_path).loaded.tz
+    try:
+        start, end, step = parse_instant(start_text, tz), parse_instant(end_text, tz), parse_step(every)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    result = run_demo(config_path, out, start, end, step)
+    click.echo(f"{len(result.eml)} emails in {result.out / 'eml'} (maildir: {result.out / 'maildir'})")
+    click.echo(f"{len(result.ics)} calendar files in {result.out / 'ics'}")
+    click.echo("\nmessages by kind:")
+    for kind, count in sorted(result.by_kind.items()):
+        click.echo(f"  {kind:<14} {count:>4}")
+    click.echo("messages by rule:")
+    for rule, count in sorted(result.by_rule.items()):
+        click.echo(f"  {rule:<28} {count:>4}")
+    click.echo("messages by recipient:")
+    for address, count in result.by_recipient.most_common():
+        click.echo(f"  {address:<44} {count:>4}")
 
 
 def main(argv: list[str] | None = None) -> None:

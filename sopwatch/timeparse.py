@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sopwatch.core.timeexpr import BUSINESS_DAYS, ExpressionError, parse_duration
+from sopwatch.core.timeexpr import BUSINESS_DAYS, Duration, ExpressionError, parse_duration
 
 
 def parse_instant(text: str, tz: ZoneInfo) -> datetime:
@@ -30,3 +30,10 @@ def parse_step(text: str) -> timedelta:
     if duration.amount == 0:
         raise ExpressionError("the step must be longer than zero")
     return timedelta(minutes=duration.amount * minutes)
+
+
+def interval_seconds(duration: Duration) -> float:
+    """A clock-time duration in seconds (business days have no fixed length)."""
+    if duration.unit == BUSINESS_DAYS:
+        raise ExpressionError("an interval must be a fixed length of time such as 5m or 1h")
+    return duration.amount * {"minutes": 60, "hours": 3600, "days": 86400, "weeks": 604800}[duration.unit]

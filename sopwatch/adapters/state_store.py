@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sopwatch.core.evaluate import Evaluation, Notification
 from sopwatch.core.state import Episode, HoldRecord, Observation, Silence, State, StepRecord
-from sopwatch.errors import StateError
+from sopwatch.errors import Location, StateError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS observations (
@@ -37,10 +38,41 @@ CREATE TABLE IF NOT EXISTS outbox (
     repeat INTEGER NOT NULL, kind TEXT NOT NULL, channel TEXT NOT NULL, rule TEXT NOT NULL,
     action TEXT NOT NULL, recipients TEXT NOT NULL, created_at TEXT NOT NULL, not_before TEXT NOT NULL,
     status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, sent_at TEXT,
-    notification TEXT NOT NULL
+    notification TEXT NOT NULL,
+    sender TEXT, pending_to TEXT, accepted TEXT NOT NULL DEFAULT '[]', refused TEXT NOT NULL DEFAULT '{}',
+    next_attempt TEXT, message BLOB
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (status, not_before);
+CREATE TABLE IF NOT EXISTS digests_sent (
+    digest TEXT NOT NULL, recipient TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY (digest, recipient)
+);
+CREATE TABLE IF NOT EXISTS heartbeat (id INTEGER PRIMARY KEY CHECK (id = 1), at TEXT NOT NULL, summary TEXT);
 """
+
+PENDING = ("pending", "retry")
+
+
+@dataclass(frozen=True, slots=True)
+class Composed:
+    """A ready message for the outbox: envelope and bytes, fixed at enqueue time."""
+
+    sender: str
+    recipients: tuple[str, ...]
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: int
+    key: str
+    sender: str
+    recipients: tuple[str, ...]  # still to deliver
+    data: bytes
+    attempts: int
+
+
+def outbox_key(n: Notification) -> str:
+    return n.key + "|" + ",".join(sorted(a.lower() for a in n.to))
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -133,15 +165,20 @@ def notification_json(n: Notification) -> dict[str, Any]:
 class StateStore:
     """Narrow interface over the state file: load the state, commit an evaluation, manage silences."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, readonly: bool = False) -> None:
         self.path = str(path)
         try:
-            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
+            if readonly:
+                self.db = sqlite3.connect(
+                    f"file:{self.path}?mode=ro", uri=True, timeout=30, isolation_level=None
+                )
+            else:
+                self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.executescript(SCHEMA)
             self.db.execute("PRAGMA busy_timeout=30000")
-            self.db.executescript(SCHEMA)
         except sqlite3.DatabaseError as exc:
-            raise StateError(f"{self.path}: cannot open the state file: {exc}") from None
+            raise StateError(f"cannot open the state file: {exc}", Location(self.path)) from None
 
     def close(self) -> None:
         self.db.close()
@@ -170,8 +207,13 @@ class StateStore:
         }
         return State(observations, episodes, counts, tuple(self.silences()))
 
-    def commit(self, evaluation: Evaluation) -> int:
-        """Write state changes and enqueue sendable notifications atomically; returns rows enqueued."""
+    def commit(self, evaluation: Evaluation, composed: Mapping[str, Composed] | None = None) -> int:
+        """Write state changes and enqueue notifications atomically; returns rows enqueued.
+
+        ``composed`` maps ``outbox_key`` to the message to deliver; notifications without one
+        (digest items, silenced records) are stored for the record only.
+        """
+        composed = composed or {}
         db = self.db
         enqueued = 0
         db.execute("BEGIN IMMEDIATE")
@@ -200,13 +242,22 @@ class StateStore:
                     ),
                 )
             for n in evaluation.notifications:
-                status = "silenced" if n.silenced_by else ("digest" if n.channel == "digest" else "pending")
+                key = outbox_key(n)
+                message = composed.get(key)
+                if n.silenced_by:
+                    status = "silenced"
+                elif n.channel == "digest":
+                    status = "digest"
+                elif message is None or not message.recipients:
+                    status = "failed"  # nobody to send to: kept, visible in `sopwatch outbox`
+                else:
+                    status = "pending"
                 cursor = db.execute(
                     "INSERT OR IGNORE INTO outbox (key, episode, step, repeat, kind, channel, rule, action,"
-                    " recipients, created_at, not_before, status, notification)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " recipients, created_at, not_before, status, notification, sender, pending_to, message)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
-                        n.key + "|" + ",".join(sorted(n.to)),
+                        key,
                         n.episode,
                         n.step,
                         n.repeat,
@@ -219,6 +270,9 @@ class StateStore:
                         _iso(n.not_before),
                         status,
                         json.dumps(notification_json(n)),
+                        message.sender if message else None,
+                        json.dumps(message.recipients) if message else None,
+                        message.data if message else None,
                     ),
                 )
                 enqueued += cursor.rowcount
@@ -227,6 +281,117 @@ class StateStore:
             db.execute("ROLLBACK")
             raise
         return enqueued
+
+    def enqueue(
+        self, key: str, kind: str, message: Composed, now: datetime, notification: Mapping[str, Any]
+    ) -> bool:
+        """Enqueue a message that is not a rule notification (digest, admin notice); idempotent by key."""
+        cursor = self.db.execute(
+            "INSERT OR IGNORE INTO outbox (key, episode, step, repeat, kind, channel, rule, action, recipients,"
+            " created_at, not_before, status, notification, sender, pending_to, message)"
+            " VALUES (?, '', 0, 0, ?, 'email', ?, '', ?, ?, ?, 'pending', ?, ?, ?, ?)",
+            (
+                key,
+                kind,
+                notification.get("rule", kind),
+                json.dumps({"to": message.recipients, "cc": []}),
+                _iso(now),
+                _iso(now),
+                json.dumps(dict(notification)),
+                message.sender,
+                json.dumps(message.recipients),
+                message.data,
+            ),
+        )
+        return cursor.rowcount > 0
+
+    def due(self, now: datetime, limit: int = 500) -> list[OutboxRow]:
+        """Pending messages whose window has opened and whose retry time has come."""
+        rows = self.db.execute(
+            "SELECT id, key, sender, pending_to, message, attempts, not_before, next_attempt FROM outbox"
+            " WHERE status IN ('pending', 'retry') ORDER BY id",
+        ).fetchall()
+        due = []
+        for row in rows:
+            # ISO strings with offsets do not sort as instants, so compare parsed values.
+            if _dt(row[6]) > now or (row[7] and _dt(row[7]) > now):  # type: ignore[operator]
+                continue
+            due.append(OutboxRow(row[0], row[1], row[2], tuple(json.loads(row[3])), row[4], row[5]))
+            if len(due) >= limit:
+                break
+        return due
+
+    def record_delivery(
+        self,
+        row: OutboxRow,
+        accepted: Iterable[str],
+        refused: Mapping[str, str],
+        retry: tuple[str, ...],
+        error: str | None,
+        now: datetime,
+        next_attempt: datetime | None,
+    ) -> str:
+        """Store one message's outcome; returns its new status (sent, retry or failed)."""
+        accepted = tuple(accepted)
+        previous = self.db.execute("SELECT accepted, refused FROM outbox WHERE id = ?", (row.id,)).fetchone()
+        all_accepted = json.loads(previous[0]) + list(accepted)
+        all_refused = {**json.loads(previous[1]), **refused}
+        if retry and next_attempt is not None:
+            status = "retry"
+        elif retry:
+            status = "failed"  # out of attempts
+            all_refused.update({r: error or "temporary failures exhausted the retries" for r in retry})
+        else:
+            status = "sent" if all_accepted else "failed"
+        self.db.execute(
+            "UPDATE outbox SET status = ?, attempts = attempts + 1, accepted = ?, refused = ?, pending_to = ?,"
+            " next_attempt = ?, last_error = ?, sent_at = COALESCE(sent_at, ?) WHERE id = ?",
+            (
+                status,
+                json.dumps(all_accepted),
+                json.dumps(all_refused),
+                json.dumps(retry if status == "retry" else ()),
+                _iso(next_attempt) if status == "retry" else None,
+                error or ("; ".join(f"{k}: {v}" for k, v in refused.items()) or None),
+                _iso(now) if accepted else None,
+                row.id,
+            ),
+        )
+        return status
+
+    def digest_items(self) -> list[dict[str, Any]]:
+        """Digest-channel notifications not yet listed in a digest."""
+        return [
+            {**json.loads(row[1]), "id": row[0]}
+            for row in self.db.execute(
+                "SELECT id, notification FROM outbox WHERE status = 'digest' ORDER BY id"
+            )
+        ]
+
+    def mark_digested(self, ids: Iterable[int], now: datetime) -> None:
+        self.db.executemany(
+            "UPDATE outbox SET status = 'digested', sent_at = ? WHERE id = ?", [(_iso(now), i) for i in ids]
+        )
+
+    def last_digest(self, digest: str, recipient: str) -> datetime | None:
+        row = self.db.execute(
+            "SELECT at FROM digests_sent WHERE digest = ? AND recipient = ?", (digest, recipient)
+        ).fetchone()
+        return _dt(row[0]) if row else None
+
+    def set_last_digest(self, digest: str, recipient: str, at: datetime) -> None:
+        self.db.execute("INSERT OR REPLACE INTO digests_sent VALUES (?, ?, ?)", (digest, recipient, _iso(at)))
+
+    def transaction(self):  # type: ignore[no-untyped-def]
+        """``with store.transaction():`` groups writes atomically."""
+        return _Transaction(self.db)
+
+    def beat(self, now: datetime, summary: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO heartbeat VALUES (1, ?, ?)", (_iso(now), summary))
+
+    def last_beat(self) -> datetime | None:
+        row = self.db.execute("SELECT at FROM heartbeat WHERE id = 1").fetchone()
+        return _dt(row[0]) if row else None
 
     def outbox(self, status: str | None = None) -> list[dict[str, Any]]:
         query = "SELECT id, key, status, attempts, not_before, sent_at, last_error, notification FROM outbox"
@@ -276,3 +441,14 @@ class StateStore:
     def expire_silence(self, silence_id: str, now: datetime) -> bool:
         cursor = self.db.execute("UPDATE silences SET ends_at = ? WHERE id = ?", (_iso(now), silence_id))
         return cursor.rowcount > 0
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, value: object, traceback: object) -> None:
+        self.db.execute("COMMIT" if kind is None else "ROLLBACK")

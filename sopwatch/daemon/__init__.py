@@ -1,0 +1,1 @@
+"""The daemon: one tick wires the pure core to files, SQLite, templates and the mail transport."""

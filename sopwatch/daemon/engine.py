@@ -1,0 +1,389 @@
+"""One daemon tick: evaluate, compose, enqueue (one transaction), send digests, deliver the outbox.
+
+Every instant comes in as an argument, so the demo can run the same code on an accelerated clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, parseaddr
+from pathlib import Path
+from typing import Any
+
+from sopwatch.adapters.state_store import Composed, OutboxRow, StateStore, outbox_key
+from sopwatch.config.loader import Setup, load_setup
+from sopwatch.core.conditions import compile_condition
+from sopwatch.core.digest import figures, parse_schedule, scope_of
+from sopwatch.core.evaluate import Evaluation, Notification, evaluate, observe
+from sopwatch.core.model import CANONICAL_FIELDS, OBSERVED_FIELDS, Snapshot
+from sopwatch.daemon.inputs import SetupWatcher
+from sopwatch.delivery import OutgoingMessage, Transport, make_transport
+from sopwatch.delivery.retry import MAX_ATTEMPTS, next_attempt
+from sopwatch.messages.email import DigestItem, DigestSummary, compose, compose_digest
+from sopwatch.messages.render import one_line
+from sopwatch.messages.templates import TemplateSet
+
+log = logging.getLogger("sopwatch")
+
+# Lets the demo play register edits over time; the daemon uses the register as read.
+SnapshotHook = Callable[[Snapshot, datetime], Snapshot]
+
+
+@dataclass
+class TickReport:
+    at: datetime
+    actions: int = 0
+    rules: int = 0
+    notifications: int = 0
+    silenced: int = 0
+    deferred: int = 0
+    enqueued: int = 0
+    digests: int = 0
+    sent: int = 0
+    retry: int = 0
+    failed: int = 0
+    problems: int = 0
+    kinds: dict[str, int] = field(default_factory=dict)
+
+    def line(self) -> str:
+        return (
+            f"tick {self.at.isoformat(timespec='minutes')}: {self.actions} actions, {self.rules} rules, "
+            f"{self.notifications} notifications ({self.silenced} silenced, {self.deferred} deferred), "
+            f"{self.enqueued} enqueued, {self.digests} digests, {self.sent} sent, {self.retry} to retry, "
+            f"{self.failed} failed, {self.problems} skipped rows"
+        )
+
+
+class Engine:
+    def __init__(
+        self,
+        config_path: Path,
+        *,
+        environ: Mapping[str, str],
+        snapshot_hook: SnapshotHook | None = None,
+        transport: Transport | None = None,
+        rng: random.Random | None = None,
+        loader: Callable[[Path], Setup] = load_setup,
+    ) -> None:
+        self.watcher = SetupWatcher(config_path, on_rejected=self._rules_rejected, loader=loader)
+        self.setup = self.watcher.current()
+        self.environ = environ
+        self.snapshot_hook = snapshot_hook
+        self.rng = rng or random.Random()
+        loaded = self.setup.loaded
+        self.store = StateStore(loaded.path(loaded.config.state))
+        self.transport = transport or make_transport(loaded.config.delivery, loaded.base_dir, environ)
+        self.loop = asyncio.new_event_loop()
+        self._pending_admin: list[tuple[str, str]] = []
+        self._templates_for: Setup | None = None
+        self._templates: TemplateSet | None = None
+
+    # -- wiring ---------------------------------------------------------------------------
+
+    @property
+    def templates(self) -> TemplateSet:
+        if self._templates is None or self._templates_for is not self.setup:
+            config = self.setup.loaded.config
+            folder = self.setup.loaded.path(config.templates) if config.templates else None
+            self._templates = TemplateSet(folder if folder and folder.is_dir() else None)
+            self._templates_for = self.setup
+        return self._templates
+
+    @property
+    def sender(self) -> str:
+        return self.setup.loaded.config.delivery.from_
+
+    def close(self) -> None:
+        try:
+            self.loop.run_until_complete(self.transport.close())
+        finally:
+            self.loop.close()
+            self.store.close()
+
+    # -- the tick -------------------------------------------------------------------------
+
+    def tick(self, now: datetime) -> TickReport:
+        self.setup = self.watcher.current()
+        setup = self.setup
+        snapshot = setup.snapshot
+        if self.snapshot_hook is not None:
+            snapshot = self.snapshot_hook(snapshot, now)
+        report = TickReport(
+            at=now, actions=len(snapshot), rules=len(setup.rules), problems=len(setup.problems)
+        )
+        state = self.store.load()
+        state = _with_silence_matchers(state, setup)
+        evaluation = evaluate(snapshot, setup.rules, setup.environment, state, now)
+        composed = self._compose_all(evaluation, snapshot, now)
+        report.enqueued = self.store.commit(evaluation, composed)
+        report.notifications = len(evaluation.notifications)
+        report.silenced = sum(1 for n in evaluation.notifications if n.silenced_by)
+        report.deferred = evaluation.deferred
+        if evaluation.deferred:
+            log.warning(
+                "%d notifications wait for the next tick (max_messages_per_tick)", evaluation.deferred
+            )
+        report.digests = self._digests(snapshot, now)
+        self._flush_admin(now)
+        self.deliver(now, report)
+        self.store.beat(now, report.line())
+        return report
+
+    def _compose_all(self, evaluation: Evaluation, snapshot: Snapshot, now: datetime) -> dict[str, Composed]:
+        setup = self.setup
+        env = setup.environment
+        composed: dict[str, Composed] = {}
+        for n in evaluation.sendable:
+            if n.channel == "digest":
+                continue
+            action = snapshot.actions.get(n.action)
+            rule = setup.rules.get(n.rule)
+            cycle_id = action.fields.get("cycle") if action else None
+            cycle = env.cycles.cycles.get(cycle_id) if cycle_id else None
+            result = compose(
+                n,
+                action=dict(action.fields) if action else {"id": n.action, "title": ""},
+                rule={
+                    "id": n.rule,
+                    "description": rule.description if rule else "",
+                    "severity": n.severity,
+                    "busy": _hold_busy(rule, n),
+                },
+                directory=env.directory,
+                templates=self.templates,
+                sender=self.sender,
+                org_name=_org_name(self.sender),
+                org_tz=setup.loaded.tz,
+                now=now,
+                cycle=_cycle_context(cycle),
+            )
+            if result.fallback_reason:
+                log.error("template failed for %s, used the built-in: %s", n.key, result.fallback_reason)
+                self._admin(f"template failed: {n.template}", result.fallback_reason)
+            result.message["X-Sopwatch-Kind"] = n.kind
+            recipients = tuple(dict.fromkeys((*n.to, *n.cc)))
+            composed[outbox_key(n)] = Composed(_address(self.sender), recipients, result.message.as_bytes())
+        return composed
+
+    # -- digests --------------------------------------------------------------------------
+
+    def _digests(self, snapshot: Snapshot, now: datetime) -> int:
+        setup = self.setup
+        config = setup.loaded.config
+        if not config.digests:
+            return 0
+        items = self.store.digest_items()
+        if not items:
+            return 0
+        open_episodes = {e.id for e in self.store.load().episodes.values()}
+        by_recipient: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        expired = []
+        for item in items:
+            if item["episode"] not in open_episodes:
+                expired.append(item["id"])  # resolved before any digest listed it
+                continue
+            for address in item["to"]:
+                by_recipient[address].append(item)
+        if expired:
+            self.store.mark_digested(expired, now)
+        env = setup.environment
+        records = None
+        sent = 0
+        for digest in config.digests:
+            schedule = parse_schedule(digest.schedule)
+            for address, pending in sorted(by_recipient.items()):
+                person = env.directory.find(address)
+                tz = (person.timezone if person else None) or setup.loaded.tz
+                slot = schedule.last_occurrence(now, tz)
+                last = self.store.last_digest(digest.id, address)
+                if (last is not None and last >= slot) or not any(
+                    datetime.fromisoformat(i["at"]) <= slot for i in pending
+                ):
+                    continue
+                listed = [i for i in pending if datetime.fromisoformat(i["at"]) <= slot]
+                if records is None:
+                    records = _records(snapshot, self.store, now)
+                fig = figures(
+                    records,
+                    scope_of(person, env.directory),
+                    env.directory,
+                    env.terminal,
+                    env.cycles,
+                    setup.loaded.tz,
+                    now,
+                )
+                result = compose_digest(
+                    address,
+                    [_digest_item(i, snapshot, setup) for i in listed],
+                    DigestSummary(**fig.__dict__),
+                    directory=env.directory,
+                    templates=self.templates,
+                    sender=self.sender,
+                    org_name=_org_name(self.sender),
+                    org_tz=setup.loaded.tz,
+                    now=now,
+                    digest_id=digest.id,
+                )
+                result.message["X-Sopwatch-Kind"] = "digest"
+                key = f"digest:{digest.id}:{address.lower()}:{slot.isoformat()}"
+                with self.store.transaction():
+                    self.store.enqueue(
+                        key,
+                        "digest",
+                        Composed(_address(self.sender), (address,), result.message.as_bytes()),
+                        now,
+                        {"rule": f"digest:{digest.id}", "to": [address], "items": len(listed)},
+                    )
+                    self.store.mark_digested([i["id"] for i in listed], now)
+                    self.store.set_last_digest(digest.id, address, slot)
+                for i in listed:
+                    by_recipient[address].remove(i)
+                sent += 1
+        return sent
+
+    # -- delivery -------------------------------------------------------------------------
+
+    def deliver(self, now: datetime, report: TickReport | None = None) -> None:
+        rows = self.store.due(now)
+        if not rows:
+            return
+        messages = [OutgoingMessage(r.id, r.sender, r.recipients, r.data) for r in rows]
+        results = self.loop.run_until_complete(self.transport.send_batch(messages))
+        by_id = {r.id: r for r in rows}
+        for result in results:
+            row = by_id[result.id]
+            if result.error and result.error_permanent:
+                refused = {r: result.error for r in row.recipients}
+                retry: tuple[str, ...] = ()
+            elif result.error:
+                refused, retry = {}, row.recipients
+            else:
+                refused, retry = dict(result.permanent), tuple(result.temporary)
+            attempt_at = (
+                next_attempt(row.attempts, now, self.rng)
+                if retry and row.attempts + 1 < MAX_ATTEMPTS
+                else None
+            )
+            status = self.store.record_delivery(
+                row, result.accepted, refused, retry, result.error, now, attempt_at
+            )
+            if report is not None:
+                setattr(report, status, getattr(report, status) + 1)
+            if refused or status == "failed":
+                reasons = "; ".join(f"{k}: {v}" for k, v in refused.items()) or (result.error or "")
+                log.error("delivery failed for outbox row %s: %s", row.id, reasons)
+                self._admin_row(row, reasons)
+            elif retry:
+                log.warning(
+                    "delivery of outbox row %s will be retried: %s", row.id, result.error or result.temporary
+                )
+
+    # -- the admin hears about sopwatch's own problems ------------------------------------
+
+    def _rules_rejected(self, message: str) -> None:
+        self._admin("configuration rejected, keeping the last good one", message)
+
+    def _admin(self, subject: str, text: str) -> None:
+        self._pending_admin.append((subject, text))
+
+    def _admin_row(self, row: OutboxRow, reasons: str) -> None:
+        if not row.key.startswith("admin:"):
+            self._admin(f"delivery failed: {row.key}", reasons)
+
+    def _flush_admin(self, now: datetime) -> None:
+        admin = self.setup.loaded.config.admin
+        pending, self._pending_admin = self._pending_admin, []
+        if not admin:
+            return
+        for subject, text in pending:
+            message = EmailMessage(policy=SMTP)
+            message["From"] = self.sender
+            message["To"] = admin
+            message["Subject"] = one_line(f"[sopwatch] {subject}")
+            message["Date"] = format_datetime(now)
+            message["Auto-Submitted"] = "auto-generated"
+            message["X-Sopwatch-Kind"] = "admin"
+            digest = hashlib.sha1(f"{subject}\n{text}\n{now.date()}".encode()).hexdigest()[:24]
+            message["Message-ID"] = f"<admin.{digest}@{_domain(self.sender)}>"
+            message.set_content(text)
+            key = f"admin:{digest}"
+            with self.store.transaction():
+                self.store.enqueue(
+                    key,
+                    "admin",
+                    Composed(_address(self.sender), (admin,), message.as_bytes()),
+                    now,
+                    {"rule": "admin"},
+                )
+
+
+def _with_silence_matchers(state: Any, setup: Setup) -> Any:
+    """Silences stored with field conditions get their compiled matcher."""
+    if not any(s.when for s in state.silences):
+        return state
+    fields = set(CANONICAL_FIELDS) | set(OBSERVED_FIELDS) | set(setup.snapshot.columns)
+    silences = []
+    for silence in state.silences:
+        if silence.when:
+            try:
+                silence = replace(
+                    silence, matcher=compile_condition(dict(silence.when), fields, setup.loaded.tz)
+                )
+            except ValueError as exc:
+                log.error("silence %s has an invalid condition and is ignored: %s", silence.id, exc)
+                continue
+        silences.append(silence)
+    return replace(state, silences=tuple(silences))
+
+
+def _records(snapshot: Snapshot, store: StateStore, now: datetime) -> list[dict[str, Any]]:
+    """Register fields plus the observed instants, for the digest figures."""
+    records, _ = observe(snapshot, store.load(), now)
+    return list(records.values())
+
+
+def _digest_item(item: Mapping[str, Any], snapshot: Snapshot, setup: Setup) -> DigestItem:
+    action = snapshot.actions.get(item["action"])
+    rule = setup.rules.get(item["rule"])
+    return DigestItem(
+        rule=item["rule"],
+        rule_description=rule.description if rule else "",
+        severity=item["severity"],
+        action=dict(action.fields) if action else {"id": item["action"], "title": ""},
+        fired_at=datetime.fromisoformat(item["fire_at"]),
+        step=item["step"],
+    )
+
+
+def _hold_busy(rule: Any, n: Notification) -> bool:
+    if rule is None or n.hold is None or n.step >= len(rule.steps):
+        return False
+    hold = rule.steps[n.step].calendar_hold
+    return bool(hold and hold.busy)
+
+
+def _cycle_context(cycle: Any) -> dict[str, Any]:
+    if cycle is None:
+        return {}
+    return {pid: {"start": p.start, "end": p.end, "meeting": p.meeting} for pid, p in cycle.phases.items()}
+
+
+def _address(sender: str) -> str:
+    return parseaddr(sender)[1] or sender
+
+
+def _domain(sender: str) -> str:
+    return _address(sender).rpartition("@")[2] or "localhost"
+
+
+def _org_name(sender: str) -> str:
+    return parseaddr(sender)[0] or "sopwatch"

@@ -1,0 +1,84 @@
+"""Reload the setup only when one of its files changed, and keep the last good one on error."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sopwatch.config.loader import Setup, load_setup
+from sopwatch.errors import ProblemList, SopwatchError
+
+log = logging.getLogger("sopwatch")
+
+Fingerprint = tuple[tuple[str, int, int], ...]
+
+
+def _stat(path: Path) -> tuple[str, int, int]:
+    try:
+        info = path.stat()
+    except OSError:
+        return (str(path), -1, -1)
+    return (str(path), info.st_mtime_ns, info.st_size)
+
+
+def watched_files(setup: Setup, config_path: Path) -> list[Path]:
+    """Every file whose change should trigger a reload: config, rules, people, calendar, register, templates."""
+    config = setup.loaded.config
+    files = [config_path, *setup.rule_paths, setup.loaded.path(config.register_.path)]
+    for relative in (config.people, config.calendar):
+        if relative:
+            files.append(setup.loaded.path(relative))
+    for entry in config.rules:
+        folder = setup.loaded.path(entry)
+        if folder.is_dir():
+            files.append(folder)  # a new rules file changes the folder's mtime
+    if config.templates:
+        folder = setup.loaded.path(config.templates)
+        if folder.is_dir():
+            files.append(folder)
+            files.extend(sorted(folder.glob("*.j2")))
+    return files
+
+
+@dataclass
+class SetupWatcher:
+    """Holds the last good setup; ``current()`` reloads when a watched file changed."""
+
+    config_path: Path
+    on_rejected: Callable[[str], None] = lambda message: None
+    loader: Callable[[Path], Setup] = load_setup
+
+    def __post_init__(self) -> None:
+        self.setup: Setup | None = None
+        self.fingerprint: Fingerprint = ()
+        self.rejected: Fingerprint = ()
+
+    def current(self) -> Setup:
+        if self.setup is not None:
+            fingerprint = tuple(_stat(p) for p in watched_files(self.setup, self.config_path))
+            if fingerprint == self.fingerprint or fingerprint == self.rejected:
+                return self.setup
+        try:
+            setup = self.loader(self.config_path)
+        except SopwatchError as exc:
+            if self.setup is None:
+                raise  # nothing good to keep: the daemon cannot start
+            message = _describe(exc)
+            self.rejected = tuple(_stat(p) for p in watched_files(self.setup, self.config_path))
+            log.error("rejected the new configuration, keeping the last good one:\n%s", message)
+            self.on_rejected(message)
+            return self.setup
+        if self.setup is not None:
+            log.info("reloaded the configuration from %s", self.config_path)
+        self.setup = setup
+        self.fingerprint = tuple(_stat(p) for p in watched_files(setup, self.config_path))
+        self.rejected = ()
+        return setup
+
+
+def _describe(exc: SopwatchError) -> str:
+    if isinstance(exc, ProblemList):
+        return "\n".join(str(p) for p in exc.problems)
+    return str(exc)
