@@ -127,9 +127,9 @@ def figures(
         owner = person_id(record.get("owner"))
         in_scope = owner in scope or person_id(record.get("approver")) in scope
         is_open = record["status"] not in terminal
-        if record.get("kind") == "decision" and not record.get("owner") and is_open:
-            if person_id(record.get("raised_by")) in scope or not scope:
-                unassigned += 1
+        unowned_decision = record.get("kind") == "decision" and not record.get("owner") and is_open
+        if unowned_decision and (person_id(record.get("raised_by")) in scope or not scope):
+            unassigned += 1
         if record.get("kind") == "approval":
             requested, decided = (
                 instant(record.get("approval_requested_at")),
