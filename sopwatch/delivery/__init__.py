@@ -1,0 +1,57 @@
+"""Delivery of outbox messages: a maildir folder (the default) or SMTP.
+
+The outbox hands a batch of ``OutgoingMessage`` to a ``Transport`` and gets one ``SendResult``
+per message back; ``retry`` decides when temporary failures are tried again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from sopwatch.config.schema import DeliveryConfig
+from sopwatch.delivery.base import OutgoingMessage, SendResult, Transport, is_permanent
+from sopwatch.delivery.maildir import MaildirTransport
+from sopwatch.delivery.smtp import SmtpTransport
+from sopwatch.errors import ConfigError
+
+__all__ = [
+    "MaildirTransport",
+    "OutgoingMessage",
+    "SendResult",
+    "SmtpTransport",
+    "Transport",
+    "is_permanent",
+    "make_transport",
+]
+
+
+def make_transport(cfg: DeliveryConfig, base_dir: Path, env: Mapping[str, str]) -> Transport:
+    """Build the configured transport; ``env`` is ``os.environ`` (passed in so tests need no monkeypatching)."""
+    if cfg.type == "maildir":
+        return MaildirTransport(Path(base_dir) / cfg.path)
+    if not cfg.host:
+        raise ConfigError("delivery.host is required for SMTP delivery")
+    if cfg.starttls and cfg.tls:
+        raise ConfigError(
+            "delivery: set either starttls (upgrade on port 587) or tls (implicit TLS on port 465), not both"
+        )
+    password: str | None = None
+    if cfg.user is not None or cfg.password_env is not None:
+        if cfg.user is None:
+            raise ConfigError("delivery.password_env is set but delivery.user is not")
+        if cfg.password_env is None:
+            raise ConfigError(
+                "delivery.user is set but delivery.password_env (the environment variable holding the password) is not"
+            )
+        if not (cfg.starttls or cfg.tls):
+            # Never put a password on the wire in clear text.
+            raise ConfigError("delivery.user needs starttls: true or tls: true so the password is encrypted")
+        password = env.get(cfg.password_env)
+        if not password:  # an empty value is a deployment mistake, not a password
+            raise ConfigError(
+                f"the SMTP password environment variable {cfg.password_env} is not set or empty "
+                "(named by delivery.password_env)"
+            )
+    port = cfg.port if cfg.port is not None else 465 if cfg.tls else 587 if cfg.starttls else 25
+    return SmtpTransport(cfg.host, port, starttls=cfg.starttls, tls=cfg.tls, user=cfg.user, password=password)
