@@ -81,6 +81,8 @@ def load_directory(
 
 def _yaml_records(path: Path) -> list[_Record]:
     doc = load_yaml_file(path)
+    if not isinstance(doc.data, dict):
+        raise ConfigError("a people file must be a YAML mapping with a `people:` list", doc.location(()))
     parsed = validate_model(doc, _PeopleFile)
 
     def locator(index: int) -> Callable[[str], Location]:

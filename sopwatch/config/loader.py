@@ -113,7 +113,7 @@ def load_setup(config_path: Path) -> Setup:
         problems.append(document.error(path, message))
     if not mapping_problems:
         register = attempt(read_register, config.register_, loaded.base_dir, loaded.tz)
-    paths = attempt(lambda: tuple(rule_files(config.rules, loaded.base_dir)))
+    paths = attempt(_rule_paths, loaded)
     if paths is None and not problems:
         problems.append(document.error(("rules",), "cannot find the rules"))
     fields = set(CANONICAL_FIELDS) | set(OBSERVED_FIELDS)
@@ -142,6 +142,19 @@ def load_setup(config_path: Path) -> Setup:
         max_messages_per_tick=config.max_messages_per_tick,
     )
     return Setup(loaded, environment, register, rules, paths)
+
+
+def _rule_paths(loaded: LoadedConfig) -> tuple[Path, ...]:
+    """The rules files, a missing entry located at its place under ``rules:`` in the config."""
+    files: list[Path] = []
+    for index, entry in enumerate(loaded.config.rules):
+        try:
+            files.extend(rule_files([entry], loaded.base_dir))
+        except ConfigError as exc:
+            if exc.location is None:
+                exc.location = loaded.document.location(("rules", index))
+            raise
+    return tuple(files)
 
 
 def _business(loaded: LoadedConfig):  # type: ignore[no-untyped-def]

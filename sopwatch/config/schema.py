@@ -7,7 +7,7 @@ when the rules are compiled, where the register's columns and the directory are 
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -29,6 +29,8 @@ class Strict(BaseModel):
 
 
 def check_timezone(value: str) -> str:
+    if not isinstance(value, str):  # ``timezone: 5`` made ZoneInfo raise TypeError: a traceback
+        raise ValueError(f"expected an IANA timezone name such as Europe/Berlin, got {value!r}")
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
@@ -57,6 +59,21 @@ class RegisterConfig(Strict):
     date_format: str | None = Field(None, description="strptime format for dates; ISO 8601 always works.")
     encoding: str = Field("utf-8-sig", description="CSV text encoding.")
     delimiter: str = Field(",", min_length=1, max_length=1, description="CSV field delimiter.")
+
+    @field_validator("date_format")
+    @classmethod
+    def _date_format(cls, value: str | None) -> str | None:
+        """A bad format would otherwise be reported as an unparseable date on every row."""
+        if value is None:
+            return value
+        if "%" not in value:
+            raise ValueError(f"{value!r} has no strptime directives: write it like '%d/%m/%Y'")
+        try:
+            datetime.strptime("", value)
+        except ValueError as exc:
+            if "does not match" not in str(exc):
+                raise ValueError(f"{value!r} is not a strptime format ({exc})") from None
+        return value
 
 
 class HolidaySource(Strict):

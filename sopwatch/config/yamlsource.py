@@ -89,6 +89,16 @@ def load_yaml_text(text: str, path: str) -> LocatedDocument:
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             message = f"invalid YAML: {exc.problem or exc.context}"
+            start = exc.context_mark
+            if (
+                exc.problem
+                and exc.context
+                and start is not None
+                and mark is not None
+                and start.line != mark.line
+            ):
+                # The parser notices far below the culprit (an unclosed bracket or quote): say where it began.
+                message += f" ({exc.context} that starts at line {start.line + 1}, column {start.column + 1})"
             if mark is None:
                 raise ConfigError(message, Location(path)) from None
             raise ConfigError(message, Location(path, mark.line + 1, mark.column + 1)) from None

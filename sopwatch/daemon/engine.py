@@ -27,7 +27,7 @@ from sopwatch.core.evaluate import Evaluation, Notification, evaluate, observe
 from sopwatch.core.model import CANONICAL_FIELDS, OBSERVED_FIELDS, Snapshot
 from sopwatch.daemon.inputs import SetupWatcher
 from sopwatch.delivery import OutgoingMessage, Transport, make_transport
-from sopwatch.delivery.retry import MAX_ATTEMPTS, next_attempt
+from sopwatch.delivery.retry import exhausted, next_attempt
 from sopwatch.messages.email import DigestItem, DigestSummary, compose, compose_digest
 from sopwatch.messages.render import one_line
 from sopwatch.messages.templates import TemplateSet
@@ -268,11 +268,8 @@ class Engine:
                 refused, retry = {}, row.recipients
             else:
                 refused, retry = dict(result.permanent), tuple(result.temporary)
-            attempt_at = (
-                next_attempt(row.attempts, now, self.rng)
-                if retry and row.attempts + 1 < MAX_ATTEMPTS
-                else None
-            )
+            tries = row.attempts + 1
+            attempt_at = next_attempt(tries, now, self.rng) if retry and not exhausted(tries) else None
             status = self.store.record_delivery(
                 row, result.accepted, refused, retry, result.error, now, attempt_at
             )
