@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: install
-	$(BIN)/sopwatch simulate --config config.example.yaml --from 2026-12-01T00:00 --to 2026-12-31T23:00 --every 1h
+	$(BIN)/sopwatch demo --config config.example.yaml --out demo-out
 
 test: install lint
 	$(BIN)/pytest

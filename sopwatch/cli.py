@@ -99,17 +99,31 @@ def _load_state(setup: Setup) -> State:
 def validate(obj: Context) -> None:
     """Check config, rules, directory, calendar and register; list every problem."""
     setup = obj.setup
-    for problem in setup.problems:
+    problems = [*setup.problems, *_template_problems(setup)]
+    for problem in problems:
         click.echo(str(problem))
     env = setup.environment
     summary = (
         f"{len(setup.rules)} rules in {len(setup.rule_paths)} files, {len(setup.snapshot)} actions, "
         f"{len(env.directory.people)} people, {len(env.cycles.cycles)} cycles"
     )
-    if setup.problems:
-        click.echo(f"{len(setup.problems)} problems; {summary}")
+    if problems:
+        click.echo(f"{len(problems)} problems; {summary}")
         sys.exit(1)
     click.echo(f"ok: {summary}")
+
+
+def _template_problems(setup: Setup) -> list[SopwatchError]:
+    """Template overrides that do not compile or do not render with a realistic context."""
+    from sopwatch.messages.context import sample_context
+    from sopwatch.messages.templates import TemplateSet
+
+    config = setup.loaded.config
+    if not config.templates:
+        return []
+    folder = setup.loaded.path(config.templates)
+    now = datetime(2026, 12, 9, 10, 0, tzinfo=setup.loaded.tz)  # a fixed sample instant
+    return TemplateSet(folder).validate(sample_context(org_name="sopwatch", org_tz=setup.loaded.tz, now=now))
 
 
 @cli.command()
@@ -429,6 +443,7 @@ def demo(out: Path, start_text: str, end_text: str, every: str, config_path: Pat
     result = run_demo(config_path, out, start, end, step)
     click.echo(f"{len(result.eml)} emails in {result.out / 'eml'} (maildir: {result.out / 'maildir'})")
     click.echo(f"{len(result.ics)} calendar files in {result.out / 'ics'}")
+    click.echo(f"{result.repeats} of the reminders and escalations are repeats")
     click.echo("\nmessages by kind:")
     for kind, count in sorted(result.by_kind.items()):
         click.echo(f"  {kind:<14} {count:>4}")
@@ -438,6 +453,37 @@ def demo(out: Path, start_text: str, end_text: str, every: str, config_path: Pat
     click.echo("messages by recipient:")
     for address, count in result.by_recipient.most_common():
         click.echo(f"  {address:<44} {count:>4}")
+
+
+@cli.command(name="preview")
+@click.argument("name")
+@click.option("--action", "action_id", required=True, metavar="ID", help="The action to render it for.")
+@click.option("--step", default=0, show_default=True, help="The escalation step.")
+@click.option("--rule", "rule_id", help="The rule (default: the first rule using NAME).")
+@click.option("--at", "at_text", metavar="T", help="Render as of this instant (default: now).")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), help="Write an .eml file.")
+@with_config
+def preview_command(
+    obj: Context,
+    name: str,
+    action_id: str,
+    step: int,
+    rule_id: str | None,
+    at_text: str | None,
+    out: Path | None,
+) -> None:
+    """Render one message (NAME: reminder, escalation, resolved, hold, cancel or an override)."""
+    from sopwatch.preview import preview
+
+    result = preview(obj.setup, name, action_id, step, obj.instant(at_text), rule_id)
+    if result.fallback_reason:
+        click.echo(f"warning: template failed, the built-in was used: {result.fallback_reason}", err=True)
+    data = result.message.as_bytes()
+    if out is None:
+        click.echo(data.decode("utf-8", "replace"))
+    else:
+        out.write_bytes(data)
+        click.echo(f"wrote {out}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -99,6 +99,13 @@ class RuleCompiler:
         when = attempt(condition)
         fire_at = attempt(self._time, spec.fire_at, doc, (*base, "fire_at"), False) if spec.fire_at else None
         repeat = attempt(self._duration, spec.repeat, doc, (*base, "repeat")) if spec.repeat else None
+        if repeat is not None and repeat.amount <= 0:  # would re-send on every tick of the daemon
+            problems.append(
+                RuleError(
+                    f"repeat must be longer than zero, got {spec.repeat!r}", doc.location((*base, "repeat"))
+                )
+            )
+            repeat = None
         steps = tuple(
             attempt(self._step, step, index, doc, (*base, "escalation", index))
             for index, step in enumerate(spec.escalation)

@@ -66,7 +66,7 @@ class DigestFigures:
     ageing: Mapping[str, int] = field(default_factory=dict)
     stale_approvals: int = 0
     unassigned_decisions: int = 0
-    oldest_item: str | None = None  # "NW-1109 (21 days)"
+    oldest_item: tuple[str, str] | None = None  # (action id, age text)
     closed_on_time_pct: float | None = None
     median_approval_turnaround: str | None = None
 
@@ -165,7 +165,7 @@ def figures(
         ageing=ageing,
         stale_approvals=stale,
         unassigned_decisions=unassigned,
-        oldest_item=f"{oldest[1]} ({age_text(now - oldest[0])})" if oldest else None,
+        oldest_item=(oldest[1], age_text(now - oldest[0])) if oldest else None,
         closed_on_time_pct=round(100 * on_time / closed, 1) if closed else None,
         median_approval_turnaround=age_text(timedelta(seconds=statistics.median(turnarounds)))
         if turnarounds

@@ -39,6 +39,7 @@ class DemoResult:
     by_kind: Counter[str] = field(default_factory=Counter)
     by_rule: Counter[str] = field(default_factory=Counter)
     by_recipient: Counter[str] = field(default_factory=Counter)
+    repeats: int = 0
 
 
 def load_changes(path: Path | None, setup: Setup) -> list[Change]:
@@ -132,8 +133,10 @@ def _export(maildir: Path, out: Path) -> DemoResult:
         result.eml.append(eml)
         result.by_kind[kind] += 1
         result.by_rule[message.get("X-Sopwatch-Rule", "(digest)")] += 1
-        for address in message.get_all("To", []):
-            result.by_recipient[str(address)] += 1
+        if int(message.get("X-Sopwatch-Repeat", "0")) > 0:
+            result.repeats += 1
+        for address in message["To"].addresses if message["To"] else ():
+            result.by_recipient[address.addr_spec] += 1
         for part in message.walk():
             if part.get_content_type() == "text/calendar" and part.get_filename() is None:
                 ics = out / "ics" / f"{stem}.ics"

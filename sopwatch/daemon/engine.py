@@ -24,11 +24,12 @@ from sopwatch.config.loader import Setup, load_setup
 from sopwatch.core.conditions import compile_condition
 from sopwatch.core.digest import figures, parse_schedule, scope_of
 from sopwatch.core.evaluate import Evaluation, Notification, evaluate, observe
-from sopwatch.core.model import CANONICAL_FIELDS, OBSERVED_FIELDS, Snapshot
+from sopwatch.core.model import CANONICAL_FIELDS, OBSERVED_FIELDS, Action, Snapshot
 from sopwatch.daemon.inputs import SetupWatcher
 from sopwatch.delivery import OutgoingMessage, Transport, make_transport
 from sopwatch.delivery.retry import exhausted, next_attempt
-from sopwatch.messages.email import DigestItem, DigestSummary, compose, compose_digest
+from sopwatch.messages.email import Composed as ComposedEmail
+from sopwatch.messages.email import DigestItem, compose, compose_digest
 from sopwatch.messages.render import one_line
 from sopwatch.messages.templates import TemplateSet
 
@@ -140,36 +141,14 @@ class Engine:
 
     def _compose_all(self, evaluation: Evaluation, snapshot: Snapshot, now: datetime) -> dict[str, Composed]:
         setup = self.setup
-        env = setup.environment
         composed: dict[str, Composed] = {}
         for n in evaluation.sendable:
             if n.channel == "digest":
                 continue
-            action = snapshot.actions.get(n.action)
-            rule = setup.rules.get(n.rule)
-            cycle_id = action.fields.get("cycle") if action else None
-            cycle = env.cycles.cycles.get(cycle_id) if cycle_id else None
-            result = compose(
-                n,
-                action=dict(action.fields) if action else {"id": n.action, "title": ""},
-                rule={
-                    "id": n.rule,
-                    "description": rule.description if rule else "",
-                    "severity": n.severity,
-                    "busy": _hold_busy(rule, n),
-                },
-                directory=env.directory,
-                templates=self.templates,
-                sender=self.sender,
-                org_name=_org_name(self.sender),
-                org_tz=setup.loaded.tz,
-                now=now,
-                cycle=_cycle_context(cycle),
-            )
+            result = compose_notification(setup, self.templates, n, snapshot.actions.get(n.action), now)
             if result.fallback_reason:
                 log.error("template failed for %s, used the built-in: %s", n.key, result.fallback_reason)
                 self._admin(f"template failed: {n.template}", result.fallback_reason)
-            result.message["X-Sopwatch-Kind"] = n.kind
             recipients = tuple(dict.fromkeys((*n.to, *n.cc)))
             composed[outbox_key(n)] = Composed(_address(self.sender), recipients, result.message.as_bytes())
         return composed
@@ -224,7 +203,7 @@ class Engine:
                 result = compose_digest(
                     address,
                     [_digest_item(i, snapshot, setup) for i in listed],
-                    DigestSummary(**fig.__dict__),
+                    fig,
                     directory=env.directory,
                     templates=self.templates,
                     sender=self.sender,
@@ -323,6 +302,35 @@ class Engine:
                 )
 
 
+def compose_notification(
+    setup: Setup, templates: TemplateSet, n: Notification, action: Action | None, now: datetime
+) -> ComposedEmail:
+    """The email for one notification, with the rule's and the cycle's context."""
+    env = setup.environment
+    rule = setup.rules.get(n.rule)
+    cycle_id = action.fields.get("cycle") if action else None
+    cycle = env.cycles.cycles.get(cycle_id) if cycle_id else None
+    hold = _hold_spec(rule, n)
+    sender = setup.loaded.config.delivery.from_
+    result = compose(
+        n,
+        action=dict(action.fields) if action else {"id": n.action, "title": ""},
+        rule={"id": n.rule, "description": rule.description if rule else "", "severity": n.severity},
+        directory=env.directory,
+        templates=templates,
+        sender=sender,
+        org_name=_org_name(sender),
+        org_tz=setup.loaded.tz,
+        now=now,
+        cycle=_cycle_context(cycle),
+        busy=hold.busy if hold else False,
+        hold_title=hold.title if hold else None,
+    )
+    result.message["X-Sopwatch-Kind"] = n.kind
+    result.message["X-Sopwatch-Repeat"] = str(n.repeat)
+    return result
+
+
 def _with_silence_matchers(state: Any, setup: Setup) -> Any:
     """Silences stored with field conditions get their compiled matcher."""
     if not any(s.when for s in state.silences):
@@ -361,11 +369,11 @@ def _digest_item(item: Mapping[str, Any], snapshot: Snapshot, setup: Setup) -> D
     )
 
 
-def _hold_busy(rule: Any, n: Notification) -> bool:
+def _hold_spec(rule: Any, n: Notification) -> Any:
+    """The step's calendar_hold settings (busy, title) for a hold notification."""
     if rule is None or n.hold is None or n.step >= len(rule.steps):
-        return False
-    hold = rule.steps[n.step].calendar_hold
-    return bool(hold and hold.busy)
+        return None
+    return rule.steps[n.step].calendar_hold
 
 
 def _cycle_context(cycle: Any) -> dict[str, Any]:

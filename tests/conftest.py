@@ -1,0 +1,54 @@
+"""Shared fixtures: a private copy of the bundled example, and the real CLI as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CliRunner = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def copy_example(target: Path) -> Path:
+    """Copy config.example.yaml (as config.yaml), example/, rules/ and templates/ into ``target``."""
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "config.example.yaml", target / "config.yaml")
+    for folder in ("example", "rules", "templates"):
+        if (ROOT / folder).is_dir():
+            shutil.copytree(ROOT / folder, target / folder)
+    return target
+
+
+@pytest.fixture
+def example_copy(tmp_path: Path) -> Path:
+    """A folder holding an editable copy of the bundled example; its config is ``config.yaml``."""
+    return copy_example(tmp_path / "setup")
+
+
+@pytest.fixture(scope="session")
+def run_sopwatch() -> CliRunner:
+    """Run ``python -m sopwatch ARGS...`` in ``cwd``; returns the CompletedProcess (text mode)."""
+
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8", "NO_COLOR": "1"}
+    env.pop("PYTHONWARNINGS", None)
+
+    def run(*args: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "sopwatch", *args],
+            cwd=cwd or ROOT,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            env=env,
+            timeout=timeout,
+            check=False,
+        )
+
+    return run
