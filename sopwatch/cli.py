@@ -108,7 +108,7 @@ def validate(obj: Context) -> None:
         f"{len(env.directory.people)} people, {len(env.cycles.cycles)} cycles"
     )
     if problems:
-        click.echo(f"{len(problems)} problems; {summary}")
+        click.echo(f"{len(problems)} problem{'s' if len(problems) != 1 else ''}; {summary}")
         sys.exit(1)
     click.echo(f"ok: {summary}")
 

@@ -18,12 +18,14 @@ from sopwatch.config.schema import Config
 from sopwatch.config.validation import require_mapping, validate_model
 from sopwatch.config.yamlsource import LocatedDocument, load_yaml_file
 from sopwatch.core.conditions import ConditionError, compile_condition
+from sopwatch.core.digest import ScheduleError, parse_schedule
 from sopwatch.core.evaluate import Environment
 from sopwatch.core.model import CANONICAL_FIELDS, DEFAULT_TERMINAL, OBSERVED_FIELDS, STATUSES, Snapshot
 from sopwatch.core.recipients import RecipientError, parse_recipient
 from sopwatch.core.rules import RuleSet
 from sopwatch.core.timeexpr import Clock, Duration, ExpressionError, parse_duration
 from sopwatch.errors import ConfigError, ProblemList, SopwatchError
+from sopwatch.timeparse import interval_seconds
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,15 @@ def load_config(path: Path) -> LoadedConfig:
     config = validate_model(document, Config)
     try:
         interval = parse_duration(config.interval)
+        if interval_seconds(interval) <= 0:
+            raise ExpressionError("the interval must be longer than zero")
     except ExpressionError as exc:
         raise document.error(("interval",), str(exc)) from None
+    for index, digest in enumerate(config.digests):
+        try:
+            parse_schedule(digest.schedule)
+        except ScheduleError as exc:
+            raise document.error(("digests", index, "schedule"), str(exc)) from None
     if config.terminal_statuses is not None:
         for index, status in enumerate(config.terminal_statuses):
             if status not in STATUSES:

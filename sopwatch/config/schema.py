@@ -160,7 +160,9 @@ class StepSpec(Strict):
         min_length=1, description="owner, approver, manager(X), role(name), or an address."
     )
     cc: StrList = Field(default_factory=list)
-    template: str | None = None
+    template: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_-]+$", description="Template name (letters, digits, - and _); built-in by default."
+    )
     via: Literal["email", "digest"] = "email"
     calendar_hold: CalendarHoldSpec | None = None
 
