@@ -1,0 +1,438 @@
+"""sopwatch benchmarks: one table on stdout, the same figures in bench/results.json.
+
+Figures, each beside its target from the performance issue:
+
+- register load time per source (``read_register``, in process): CSV, SQLite, and XLSX at 10k;
+- ``sopwatch check`` end to end as a subprocess over CSV and SQLite registers × 50 rules, beside a
+  bare ``python -c`` that reads the same file (csv.DictReader / ``SELECT *``); interpreter start
+  is included in both; target ≤ 2× the bare read;
+- ``simulate`` over 30 days hourly, 10k actions × 20 rules (library level); target ≤ 5 s;
+- one daemon tick with an unchanged register, approximated as ``load_setup`` + ``evaluate`` over
+  a warm state (library level); target ≤ 0.2 s;
+- peak RSS of the ``check`` subprocess at 100k; target ≤ 300 MB;
+- growth of the ``check`` time from 10k to 100k actions; target ≤ 10× (linear).
+
+Subprocess figures are the best of ``--runs`` runs (default 3), timed with ``time.perf_counter``;
+peak RSS comes from ``os.wait4`` for that very child.
+
+Usage: ``python bench/run.py`` (10k and 100k), ``--quick`` (10k only; simulate measured over 3 days
+and extrapolated to 30), ``--full`` (adds 1M rows: load and check, one run each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from generate import DEFAULT_OUT, generate
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results.json"
+BIN = Path(sys.executable).parent
+AT = "2026-12-09T10:00"
+SIM_FROM = "2026-12-01T00:00"
+SIM_DAYS = 30
+QUICK_SIM_DAYS = 3
+SEED = 42
+CHECK_RULES = 50
+SIM_RULES = 20
+
+BARE_CSV = (
+    "import csv, sys\n"
+    "with open(sys.argv[1], newline='', encoding='utf-8-sig') as f:\n"
+    "    rows = list(csv.DictReader(f))\n"
+)
+BARE_SQLITE = (
+    "import sqlite3, sys\nrows = sqlite3.connect(sys.argv[1]).execute('SELECT * FROM actions').fetchall()\n"
+)
+
+
+@dataclass
+class Row:
+    key: str
+    label: str
+    value: float | None
+    unit: str  # s | MiB | x
+    baseline: float | None = None
+    baseline_label: str = ""
+    ratio: float | None = None
+    target: str = ""
+    met: bool | None = None  # None: no target
+    note: str = ""
+
+
+def log(message: str, started: float = time.perf_counter()) -> None:
+    print(f"[{time.perf_counter() - started:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def size_label(n: int) -> str:
+    return f"{n // 1_000_000}M" if n >= 1_000_000 else f"{n // 1000}k"
+
+
+# --- measurement ---------------------------------------------------------------------------------
+
+
+# Runs one command and reports its wall time and peak RSS. A child's ru_maxrss includes the memory
+# of the process it was forked from (Linux keeps the high-water mark across exec), so children are
+# started from this small interpreter rather than from the benchmark process itself.
+SPAWNER = """\
+import os, sys, time
+out = os.open(os.devnull, os.O_WRONLY)
+start = time.perf_counter()
+pid = os.posix_spawn(sys.argv[1], sys.argv[1:], os.environ, file_actions=[(os.POSIX_SPAWN_DUP2, out, 1)])
+_pid, status, usage = os.wait4(pid, 0)
+elapsed = time.perf_counter() - start
+print(elapsed, usage.ru_maxrss, os.waitstatus_to_exitcode(status), file=sys.stderr)
+"""
+
+
+def run_child(cmd: Sequence[str]) -> tuple[float, float]:
+    """Wall time (s) and peak RSS (MiB) of one child process; its stdout goes to /dev/null."""
+    proc = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", SPAWNER, *cmd], cwd=ROOT, capture_output=True, text=True
+    )
+    *output, last = proc.stderr.rstrip("\n").split("\n")
+    try:
+        elapsed, rss_kib, code = last.split()
+    except ValueError:
+        raise RuntimeError(f"{' '.join(cmd)} could not be run:\n{proc.stderr[-2000:]}") from None
+    if int(code) != 0:
+        tail = "\n".join(output)[-2000:]
+        raise RuntimeError(f"{' '.join(cmd)} exited {code}:\n{tail}")
+    return float(elapsed), int(rss_kib) / 1024  # Linux reports KiB
+
+
+def best_child(cmd: Sequence[str], runs: int) -> tuple[float, float]:
+    """Best time and highest peak RSS over ``runs`` runs."""
+    results = [run_child(cmd) for _ in range(runs)]
+    return min(t for t, _ in results), max(r for _, r in results)
+
+
+def best_call(func: Callable[[], Any], runs: int) -> tuple[float, Any]:
+    best, value = float("inf"), None
+    for _ in range(runs):
+        start = time.perf_counter()
+        value = func()
+        best = min(best, time.perf_counter() - start)
+    return best, value
+
+
+# --- benchmarks ------------------------------------------------------------------------------------
+
+
+def bench_load(configs: dict[str, Path], n: int, runs: int) -> list[Row]:
+    from sopwatch.adapters.register import read_register
+    from sopwatch.config.loader import load_config
+
+    rows = []
+    for source, config in configs.items():
+        loaded = load_config(config)
+        cfg = loaded.config.register_
+
+        def load(cfg: Any = cfg, loaded: Any = loaded) -> Any:
+            return read_register(cfg, loaded.base_dir, loaded.tz)
+
+        elapsed, read = best_call(load, runs)
+        if len(read.snapshot) != n or read.problems:
+            raise RuntimeError(f"{config}: {len(read.snapshot)} actions, {len(read.problems)} problems")
+        log(f"load {source} {size_label(n)}: {elapsed:.3f}s")
+        rows.append(
+            Row(
+                f"load.{source}.{n}",
+                f"load register {source.upper()} {size_label(n)} (read_register)",
+                elapsed,
+                "s",
+                note=f"{n / elapsed:,.0f} rows/s",
+            )
+        )
+    return rows
+
+
+def bench_check(
+    configs: dict[str, Path], n: int, runs: int
+) -> tuple[list[Row], dict[str, tuple[float, float]]]:
+    from generate import register_path
+
+    rows = []
+    raw: dict[str, tuple[float, float]] = {}
+    for source, script, bare_label in (
+        ("csv", BARE_CSV, "bare csv.DictReader"),
+        ("sqlite", BARE_SQLITE, "bare SELECT *"),
+    ):
+        config = configs[source]
+        register = register_path(config.parent, n, SEED, source)
+        check_cmd = [str(BIN / "sopwatch"), "check", "--config", str(config), "--at", AT]
+        bare_cmd = [sys.executable, "-c", script, str(register)]
+        check_time, check_rss = best_child(check_cmd, runs)
+        bare_time, bare_rss = best_child(bare_cmd, runs)
+        raw[source] = (check_time, check_rss)
+        ratio = check_time / bare_time
+        log(f"check {source} {size_label(n)}: {check_time:.3f}s vs {bare_time:.3f}s bare ({ratio:.1f}x)")
+        rows.append(
+            Row(
+                f"check.{source}.{n}",
+                f"check {source.upper()} {size_label(n)} x {CHECK_RULES} rules (subprocess)",
+                check_time,
+                "s",
+                bare_time,
+                bare_label,
+                ratio,
+                f"<= 2x {bare_label}",
+                ratio <= 2,
+                f"best of {runs}",
+            )
+        )
+        raw[f"bare-{source}"] = (bare_time, bare_rss)
+    return rows, raw
+
+
+def bench_simulate(config: Path, days: int) -> Row:
+    from sopwatch.config.loader import load_setup
+    from sopwatch.core.simulate import simulate
+    from sopwatch.timeparse import parse_instant
+
+    setup = load_setup(config)
+    start = parse_instant(SIM_FROM, setup.loaded.tz)
+    end = start + timedelta(days=days)
+    ticks = notifications = 0
+    began = time.perf_counter()
+    for evaluation in simulate(
+        setup.snapshot, setup.rules, setup.environment, start, end, timedelta(hours=1)
+    ):
+        ticks += 1
+        notifications += len(evaluation.notifications)
+    elapsed = time.perf_counter() - began
+    n = len(setup.snapshot)
+    note = f"{ticks} ticks, {notifications} notifications, {elapsed / ticks * 1000:.0f} ms/tick"
+    value = elapsed
+    if days != SIM_DAYS:
+        value = elapsed * (SIM_DAYS * 24 + 1) / ticks
+        note = f"estimate: {elapsed:.1f}s measured over {days} days ({note}), scaled to {SIM_DAYS} days"
+    log(f"simulate {days}d: {elapsed:.2f}s ({note})")
+    return Row(
+        f"simulate.{n}",
+        f"simulate {SIM_DAYS} d hourly, {size_label(n)} x {SIM_RULES} rules (library)",
+        value,
+        "s",
+        target="<= 5 s",
+        met=value <= 5,
+        note=note,
+    )
+
+
+def bench_tick(config: Path, runs: int) -> list[Row]:
+    """A tick with an unchanged register: load everything again, evaluate against a warm state."""
+    from sopwatch.config.loader import load_setup
+    from sopwatch.core.evaluate import apply, evaluate
+    from sopwatch.core.state import State
+    from sopwatch.timeparse import parse_instant
+
+    setup = load_setup(config)
+    now = parse_instant(AT, setup.loaded.tz)
+    previous = now - timedelta(minutes=5)
+    state = apply(State(), evaluate(setup.snapshot, setup.rules, setup.environment, State(), previous))
+    best = (float("inf"), 0.0, 0.0)
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fresh = load_setup(config)
+        t1 = time.perf_counter()
+        evaluate(fresh.snapshot, fresh.rules, fresh.environment, state, now)
+        t2 = time.perf_counter()
+        if t2 - t0 < best[0]:
+            best = (t2 - t0, t1 - t0, t2 - t1)
+    n = len(setup.snapshot)
+    total, load, evaluation = best
+    log(f"tick {size_label(n)}: {total:.3f}s (load_setup {load:.3f}s + evaluate {evaluation:.3f}s)")
+    return [
+        Row(
+            f"tick.{n}",
+            f"daemon tick ~ load_setup + evaluate, {size_label(n)} x {CHECK_RULES} rules",
+            total,
+            "s",
+            target="<= 0.2 s",
+            met=total <= 0.2,
+            note=f"unchanged register, warm state; best of {runs}",
+        ),
+        Row(f"tick.load_setup.{n}", "  of which load_setup", load, "s"),
+        Row(f"tick.evaluate.{n}", "  of which evaluate", evaluation, "s"),
+    ]
+
+
+def rss_rows(raw: dict[int, dict[str, tuple[float, float]]], n: int) -> list[Row]:
+    rows = []
+    for source, bare_label in (("csv", "bare csv.DictReader"), ("sqlite", "bare SELECT *")):
+        rss = raw[n][source][1]
+        bare = raw[n][f"bare-{source}"][1]
+        rows.append(
+            Row(
+                f"rss.check.{source}.{n}",
+                f"peak RSS check {source.upper()} {size_label(n)}",
+                rss,
+                "MiB",
+                bare,
+                bare_label,
+                rss / bare,
+                "<= 300 MB",
+                rss <= 300 * 1e6 / 2**20,
+            )
+        )
+    return rows
+
+
+def growth_rows(
+    checks: dict[int, dict[str, tuple[float, float]]], loads: dict[str, float], small: int, large: int
+) -> list[Row]:
+    factor = large / small
+    label = f"{size_label(small)} -> {size_label(large)}"
+    rows = []
+    for source in ("csv", "sqlite"):
+        ratio = checks[large][source][0] / checks[small][source][0]
+        rows.append(
+            Row(
+                f"growth.check.{source}.{small}.{large}",
+                f"growth check {source.upper()} {label}",
+                ratio,
+                "x",
+                target=f"<= {factor:.0f}x (linear)",
+                met=ratio <= factor,
+            )
+        )
+        load_key_small, load_key_large = f"{source}.{small}", f"{source}.{large}"
+        if load_key_small in loads and load_key_large in loads:
+            ratio = loads[load_key_large] / loads[load_key_small]
+            rows.append(
+                Row(
+                    f"growth.load.{source}.{small}.{large}",
+                    f"growth load {source.upper()} {label} (no interpreter start)",
+                    ratio,
+                    "x",
+                    target=f"<= {factor:.0f}x (linear)",
+                    met=ratio <= factor,
+                )
+            )
+    return rows
+
+
+# --- output ----------------------------------------------------------------------------------------
+
+
+def fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return ""
+    if unit == "s":
+        return f"{value:.3f} s" if value < 10 else f"{value:.1f} s"
+    if unit == "MiB":
+        return f"{value:.0f} MiB"
+    return f"{value:.1f}x"
+
+
+def table(rows: list[Row]) -> str:
+    header = ("figure", "measured", "baseline", "ratio", "target", "status")
+    lines = [
+        (
+            r.label,
+            fmt(r.value, r.unit),
+            f"{fmt(r.baseline, r.unit)} {r.baseline_label}".strip(),
+            fmt(r.ratio, "x"),
+            r.target,
+            "" if r.met is None else ("met" if r.met else "MISSED"),
+        )
+        for r in rows
+    ]
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *lines, strict=True)]
+    out = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |"]
+    out.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for line in lines:
+        out.append("| " + " | ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)) + " |")
+    return "\n".join(out)
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu or platform.processor(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+# --- main --------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="sopwatch benchmarks")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="10k only; simulate 3 days, extrapolated")
+    mode.add_argument("--full", action="store_true", help="also 1M actions (slow: generation and runs)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per figure; the best counts")
+    parser.add_argument("--data", type=Path, default=DEFAULT_OUT, help="generated inputs (cached)")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+
+    sizes = [10_000] if args.quick else [10_000, 100_000, 1_000_000] if args.full else [10_000, 100_000]
+    rows: list[Row] = []
+    checks: dict[int, dict[str, tuple[float, float]]] = {}
+    loads: dict[str, float] = {}
+    for n in sizes:
+        runs = 1 if n >= 1_000_000 else args.runs
+        log(f"inputs for {size_label(n)} (generated once, then cached in {args.data})")
+        configs = generate(n, CHECK_RULES, args.data, SEED)
+        load_rows = bench_load(configs, n, runs)
+        rows += load_rows
+        loads.update({row.key.removeprefix("load."): row.value for row in load_rows if row.value})
+        check_rows, checks[n] = bench_check(configs, n, runs)
+        rows += check_rows
+
+    sim_config = generate(10_000, SIM_RULES, args.data, SEED, sources=["csv"])["csv"]
+    rows.append(bench_simulate(sim_config, QUICK_SIM_DAYS if args.quick else SIM_DAYS))
+
+    tick_n = 10_000 if args.quick else 100_000
+    rows += bench_tick(generate(tick_n, CHECK_RULES, args.data, SEED, sources=["csv"])["csv"], args.runs)
+
+    rows += rss_rows(checks, 10_000 if args.quick else 100_000)
+    if args.full:
+        rows += rss_rows(checks, 1_000_000)
+    for small, large in itertools.pairwise(sizes):
+        rows += growth_rows(checks, loads, small, large)
+
+    info = machine()
+    print(
+        f"\nsopwatch benchmarks ({'quick' if args.quick else 'full' if args.full else 'default'}); "
+        f"{info['cpus']} CPUs {info['cpu']}; Python {info['python']}\n"
+    )
+    print(table(rows))
+    missed = [r.label.strip() for r in rows if r.met is False]
+    print(f"\n{len(missed)} target(s) missed" + (": " + "; ".join(missed) if missed else ""))
+    result = {
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "mode": "quick" if args.quick else "full" if args.full else "default",
+        "runs": args.runs,
+        "machine": info,
+        "rows": [asdict(r) for r in rows],
+    }
+    args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"written to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
