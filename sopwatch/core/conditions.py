@@ -93,6 +93,8 @@ class FieldTest(Condition):
     field: str
     text: str  # e.g. "status in ['open', 'blocked']", for explain
     check: Callable[[Any], bool]
+    # For eq/in on plain text: the values that can match, so evaluation can pick candidates by index.
+    values: frozenset[str] | None = None
 
     def test(self, record: Record) -> bool:
         return self.check(record.get(self.field))
@@ -202,7 +204,10 @@ class _Compiler:
                 return FieldTest(field, text, check)
             equals = [self._equality(field, m) for m in members]
             if op == "in":
-                return FieldTest(field, text, lambda v: any(eq(v) for eq in equals))
+                plain = all(isinstance(m, str) for m in members)
+                return FieldTest(
+                    field, text, lambda v: any(eq(v) for eq in equals), frozenset(members) if plain else None
+                )
             return FieldTest(field, text, lambda v: not any(eq(v) for eq in equals))
         if isinstance(operand, (list, dict)):
             raise ConditionError(f"'{op}' takes a single value", path)
@@ -218,7 +223,9 @@ class _Compiler:
                 has = lambda v: bool(v) and tag in v  # noqa: E731
                 return FieldTest(field, text, has if op == "eq" else (lambda v: not has(v)))
             eq = self._equality(field, value)
-            return FieldTest(field, text, eq if op == "eq" else (lambda v: not eq(v)))
+            if op == "eq":
+                return FieldTest(field, text, eq, frozenset([value]) if isinstance(value, str) else None)
+            return FieldTest(field, text, lambda v: not eq(v))
         if is_tags:
             raise ConditionError(f"'{op}' does not apply to tags", path)
         return FieldTest(field, text, self._ordering(op, value, is_time))
@@ -326,3 +333,21 @@ def _brief(value: Any) -> str:
 def compile_condition(spec: Any, fields: Collection[str], tz: ZoneInfo) -> Condition:
     """Compile a ``when`` mapping; raises ConditionError with a path relative to it."""
     return _Compiler(fields, tz).compile(spec, ())
+
+
+def required_values(condition: Condition, field: str) -> frozenset[str] | None:
+    """The text values ``field`` must have for ``condition`` to hold, or None when unconstrained.
+
+    Only top-level ``eq``/``in`` tests (possibly inside ``all``) constrain; used to evaluate a rule
+    over an index of the register instead of every row.
+    """
+    if isinstance(condition, FieldTest):
+        return condition.values if condition.field == field else None
+    if isinstance(condition, AllOf):
+        found = None
+        for part in condition.parts:
+            values = required_values(part, field)
+            if values is not None:
+                found = values if found is None else found & values
+        return found
+    return None

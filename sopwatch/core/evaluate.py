@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
 from typing import Any
 
+from sopwatch.core.conditions import required_values
 from sopwatch.core.model import DEFAULT_TERMINAL, CycleCalendar, Directory, Snapshot
 from sopwatch.core.recipients import Recipient, RecipientExpr
 from sopwatch.core.rules import Rule, RuleSet, Step
@@ -100,9 +101,18 @@ class _Proposal:
 
 
 def observe(
-    snapshot: Snapshot, state: State, now: datetime
+    snapshot: Snapshot,
+    state: State,
+    now: datetime,
+    skip: frozenset[str] = frozenset(),
+    keep: frozenset[str] = frozenset(),
 ) -> tuple[dict[str, Record], dict[str, Observation]]:
-    """Records for the rules (register fields + observed instants) and the observations that changed."""
+    """Records for the rules (register fields + observed instants) and the observations that changed.
+
+    Actions whose status is in ``skip`` (terminal) get no record unless their id is in ``keep``
+    (they have an open episode), and are only observed if sopwatch saw them open before: a
+    register keeps years of closed work that no rule will ever look at.
+    """
     records: dict[str, Record] = {}
     changed: dict[str, Observation] = {}
     previous = state.observations
@@ -110,7 +120,10 @@ def observe(
         fields = action.fields
         status, owner = fields["status"], fields.get("owner")
         seen = previous.get(action.id)
+        skipped = status in skip
         if seen is None:
+            if skipped and action.id not in keep:
+                continue
             seen = Observation(status, now, owner, now, now)
             changed[action.id] = seen
         elif seen.status != status or seen.owner != owner:
@@ -122,6 +135,8 @@ def observe(
                 seen.first_seen,
             )
             changed[action.id] = seen
+        if skipped and action.id not in keep:
+            continue
         record = dict(fields)
         record["status_since"] = fields.get("status_changed_at") or seen.status_since
         record["owner_since"] = seen.owner_since
@@ -131,24 +146,34 @@ def observe(
 
 
 def evaluate(snapshot: Snapshot, rules: RuleSet, env: Environment, state: State, now: datetime) -> Evaluation:
-    records, observations = observe(snapshot, state, now)
+    open_episodes = state.episodes
+    by_rule: dict[str, dict[str, Episode]] = {}
+    for episode in open_episodes.values():
+        by_rule.setdefault(episode.rule, {})[episode.action] = episode
+    with_episode = frozenset(e.action for e in open_episodes.values())
+    records, observations = observe(snapshot, state, now, skip=env.terminal, keep=with_episode)
     silences = tuple(s for s in state.silences if now < s.ends_at)
     proposals: list[_Proposal] = []
-    open_episodes = state.episodes
-    terminal = env.terminal
     for rule in rules:
+        episodes = by_rule.get(rule.id, {})
+        # Rules nearly always pin status or kind: a set lookup skips most rows before the full test.
+        statuses = required_values(rule.when, "status")
+        kinds = required_values(rule.when, "kind")
         for action_id, record in records.items():
-            episode = open_episodes.get((rule.id, action_id))
-            if episode is None and record["status"] in terminal:
-                continue  # the common case for a register of mostly closed work
+            episode = episodes.get(action_id)
+            if episode is None:
+                if statuses is not None and record["status"] not in statuses:
+                    continue
+                if kinds is not None and record.get("kind") not in kinds:
+                    continue
+                if record["status"] in env.terminal:
+                    continue
             proposal = assess(rule, record, episode, env, state, silences, now)
             if proposal is not None:
                 proposals.append(proposal)
-    rule_ids = {rule.id for rule in rules}
-    for episode in open_episodes.values():
-        if episode.action not in records and episode.rule in rule_ids:
-            rule = next(r for r in rules if r.id == episode.rule)
-            proposals.append(_resolve(rule, episode, "the action left the register", env, now))
+        for action_id, episode in episodes.items():
+            if action_id not in snapshot.actions:
+                proposals.append(_resolve(rule, episode, "the action left the register", env, now))
     return _commit(proposals, observations, env, now)
 
 
