@@ -161,7 +161,9 @@ class StepSpec(Strict):
     )
     cc: StrList = Field(default_factory=list)
     template: str | None = Field(
-        None, pattern=r"^[A-Za-z0-9_-]+$", description="Template name (letters, digits, - and _); built-in by default."
+        None,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="Template name (letters, digits, - and _); built-in by default.",
     )
     via: Literal["email", "digest"] = "email"
     calendar_hold: CalendarHoldSpec | None = None
