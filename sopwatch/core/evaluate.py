@@ -187,7 +187,7 @@ def assess(
     now: datetime,
 ) -> _Proposal | None:
     """The outcome for one rule and one action; None when nothing changes."""
-    fire_at, reason = firing(rule, record, episode, env, now)
+    fire_at, reason = firing(rule, record, episode, env, now, explain=episode is not None)
     if fire_at is None:
         return _resolve(rule, episode, reason or "", env, now) if episode is not None else None
     if episode is None:
@@ -217,13 +217,14 @@ def assess(
 
 
 def firing(
-    rule: Rule, record: Record, episode: Episode | None, env: Environment, now: datetime
+    rule: Rule, record: Record, episode: Episode | None, env: Environment, now: datetime, explain: bool = True
 ) -> tuple[datetime | None, str | None]:
-    """``fire_at`` if the rule fires for this record now, else None and why not."""
+    """``fire_at`` if the rule fires for this record now, else None and (when ``explain``) why not."""
     if record["status"] in env.terminal:
         return None, f"status {record['status']!r} is terminal"
-    if not rule.when.test(record):
-        return None, rule.when.failure(record) or "when no longer holds"
+    if not rule.matches(record):
+        # Building the reason walks the condition again: only worth it when someone reads it.
+        return None, (rule.when.failure(record) or "when no longer holds") if explain else None
     if rule.fire_at is None:
         return (episode.fired_at if episode else now), None
     fire_at = rule.fire_at.at(env.clock, record, env.cycles, now)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sopwatch.core.conditions import Condition
+from sopwatch.core.conditions import Condition, predicate
 from sopwatch.core.model import CycleCalendar
 from sopwatch.core.recipients import RecipientExpr
 from sopwatch.core.timeexpr import Clock, Duration, TimeExpression
@@ -69,6 +69,10 @@ class Rule:
     repeat: Duration | None
     notify_resolved: bool
     source: str  # "file:line" for messages
+    matches: Callable[[Mapping[str, Any]], bool] = field(default=lambda record: True, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "matches", predicate(self.when))  # compiled once per rule
 
     @property
     def rank(self) -> int:
