@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -16,10 +15,12 @@ from typing import Any
 import click
 
 from sopwatch import __version__
+from sopwatch.adapters.cycles import describe_cycles
 from sopwatch.adapters.state_store import StateStore, notification_json
 from sopwatch.config.loader import Setup, load_setup
 from sopwatch.core.evaluate import Notification, evaluate
 from sopwatch.core.explain import StepView, explain
+from sopwatch.core.model import CycleCalendar
 from sopwatch.core.simulate import simulate
 from sopwatch.core.state import State
 from sopwatch.errors import ProblemList, SopwatchError
@@ -87,9 +88,13 @@ def _load_state(setup: Setup) -> State:
     path = setup.loaded.path(setup.loaded.config.state)
     if not path.exists():
         return State()
+    from sopwatch.daemon.engine import _with_silence_matchers
+
     store = StateStore(path, readonly=True)
     try:
-        return store.load()
+        # Silences stored with --where need their compiled matcher, as in the daemon; without
+        # it a field-scoped silence would match every notification.
+        return _with_silence_matchers(store.load(), setup)
     finally:
         store.close()
 
@@ -107,6 +112,8 @@ def validate(obj: Context) -> None:
         f"{len(setup.rules)} rules in {len(setup.rule_paths)} files, {len(setup.snapshot)} actions, "
         f"{len(env.directory.people)} people, {len(env.cycles.cycles)} cycles"
     )
+    for line in describe_cycles(env.cycles, setup.loaded.tz):
+        click.echo(f"cycle {line}")
     if problems:
         click.echo(f"{len(problems)} problem{'s' if len(problems) != 1 else ''}; {summary}")
         sys.exit(1)
@@ -179,6 +186,9 @@ def explain_command(obj: Context, action_id: str, at_text: str | None) -> None:
     tz = setup.loaded.tz
     action = setup.snapshot.actions[action_id]
     click.echo(f"{action_id}: {action.title}  [{action.status}] at {_local(now, tz)}")
+    cycle = setup.environment.cycles.cycles.get(action.fields.get("cycle") or "")
+    if cycle is not None:
+        click.echo("cycle " + describe_cycles(CycleCalendar({cycle.id: cycle}), tz)[0])
     for view in explain(action_id, setup.snapshot, setup.rules, setup.environment, _load_state(setup), now):
         verdict = "FIRES" if view.matched else "no"
         click.echo(f"\n{view.rule} ({view.severity}): {verdict}")
@@ -258,15 +268,23 @@ def _open_store(obj: Context) -> StateStore:
 @cli.command()
 @click.option("--once", is_flag=True, help="One tick, then exit (for cron or systemd timers).")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option(
+    "--log-format",
+    default="text",
+    show_default=True,
+    type=click.Choice(["text", "json"]),
+    help="Readable lines, or one JSON object per line (time, level, logger, message, extras).",
+)
 @with_config
-def run(obj: Context, once: bool, log_level: str) -> None:
+def run(obj: Context, once: bool, log_level: str, log_format: str) -> None:
     """The daemon: evaluate every interval, deliver the outbox, send digests on schedule."""
     import os
 
     from sopwatch.daemon.engine import Engine
     from sopwatch.daemon.runner import Daemon
+    from sopwatch.observability import configure_logging
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    configure_logging(log_level, log_format)
     engine = Engine(obj.config_path, environ=os.environ)
     try:
         Daemon(engine).run(once=once)
@@ -484,6 +502,88 @@ def preview_command(
     else:
         out.write_bytes(data)
         click.echo(f"wrote {out}")
+
+
+@cli.command(name="schema")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("schema"),
+    show_default=True,
+    help="Folder for config.schema.json and rules.schema.json.",
+)
+def schema_command(out: Path) -> None:
+    """Write JSON Schema for the config file and rules files, for editor completion and checks."""
+    from sopwatch.schema_export import write_schemas
+
+    for path in write_schemas(out):
+        click.echo(f"wrote {path}")
+    click.echo(
+        "point a YAML file at them with a first line such as\n"
+        "  # yaml-language-server: $schema=./schema/config.schema.json\n"
+        "(the path is relative to the YAML file; rules files use rules.schema.json)"
+    )
+
+
+@cli.command(name="init")
+@click.argument("folder", metavar="DIR", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--force", is_flag=True, help="Write into a non-empty DIR, overwriting files of the same names."
+)
+@click.option("--timezone", default="UTC", show_default=True, help="The organisation's IANA timezone.")
+def init_command(folder: Path, force: bool, timezone: str) -> None:
+    """Scaffold a working setup in DIR: config, people, register, calendar, rules, templates, schema."""
+    from sopwatch.scaffold import scaffold
+
+    result = scaffold(folder, force=force, timezone=timezone)
+    click.echo(f"wrote {len(result.files)} files in {folder}:")
+    for path in result.files:
+        click.echo(f"  {path.relative_to(folder).as_posix()}")
+    config = (folder / "config.yaml").as_posix()
+    click.echo(
+        "\nnext:\n"
+        f"  sopwatch validate --config {config}    check everything\n"
+        f"  sopwatch check --config {config}       what would be sent now (sends nothing)\n"
+        f"  sopwatch run --once --config {config}  one tick: mail lands in {folder.as_posix()}/outbox/\n"
+        "then replace the example people, register rows and addresses with your own."
+    )
+
+
+@cli.command()
+@click.option(
+    "--max-age",
+    "max_age",
+    metavar="DURATION",
+    help="Oldest acceptable last tick, e.g. 15m or 900s (default: 3 x interval).",
+)
+@with_config
+def health(obj: Context, max_age: str | None) -> None:
+    """Exit 0 if the daemon completed a tick recently, else 1 (for watchdogs and container probes)."""
+    from sopwatch.config.loader import load_config
+    from sopwatch.observability import human_seconds, last_heartbeat, parse_age
+    from sopwatch.timeparse import interval_seconds
+
+    loaded = load_config(obj.config_path)  # the config only: no register read, no daemon lock
+    if max_age is None:
+        limit = 3 * interval_seconds(loaded.interval)
+    else:
+        try:
+            limit = parse_age(max_age)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--max-age") from None
+    state = loaded.path(loaded.config.state)
+    beat = last_heartbeat(state)
+    if beat is None:
+        raise SopwatchError(f"unhealthy: no completed tick recorded in {state} (is `sopwatch run` running?)")
+    age = (datetime.now(UTC) - beat).total_seconds()
+    when = beat.astimezone(loaded.tz).isoformat(timespec="seconds")
+    if age > limit:
+        raise SopwatchError(
+            f"unhealthy: the last tick was {human_seconds(age)} ago (at {when}), "
+            f"more than the allowed {human_seconds(limit)}"
+        )
+    click.echo(f"ok: the last tick was {human_seconds(age)} ago (at {when})")
 
 
 def main(argv: list[str] | None = None) -> None:

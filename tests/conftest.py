@@ -52,3 +52,9 @@ def run_sopwatch() -> CliRunner:
         )
 
     return run
+
+
+@pytest.fixture(scope="session")
+def make_example_copy() -> Callable[[Path], Path]:
+    """``copy_example`` as a fixture, for module- or session-scoped setups (``example_copy`` is per test)."""
+    return copy_example

@@ -160,8 +160,13 @@ def test_default_config_is_config_yaml_in_the_working_folder(run_sopwatch, tmp_p
 
 def test_validate_reports_counts_of_the_example(run_sopwatch, example_copy: Path) -> None:
     out = ok(run_sopwatch("validate", "--config", "config.yaml", cwd=example_copy))
-    match = re.fullmatch(r"ok: (\d+) rules in (\d+) files, (\d+) actions, (\d+) people, (\d+) cycles\n", out)
+    *cycle_lines, summary = out.splitlines()
+    match = re.fullmatch(r"ok: (\d+) rules in (\d+) files, (\d+) actions, (\d+) people, (\d+) cycles", summary)
     assert match, out
+    # validate lists the phases found per cycle; December 2026 starts on Tuesday the 1st, so
+    # business days 1-3 of the template are 1-3 Dec.
+    assert len(cycle_lines) == int(match.group(5))
+    assert any(line.startswith("cycle 2026-12: data_gathering 1–3 Dec") for line in cycle_lines), out
     rule_files = sorted((example_copy / "rules").glob("*.yaml"))
     rules = sum(len(yaml.safe_load(p.read_text(encoding="utf-8"))["rules"]) for p in rule_files)
     with (example_copy / "example" / "register.csv").open(encoding="utf-8-sig", newline="") as handle:

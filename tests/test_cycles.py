@@ -122,11 +122,11 @@ def test_no_path_gives_an_empty_calendar(business: BusinessCalendar) -> None:
     assert load_cycle_calendar(None, BERLIN, business) == CycleCalendar()
 
 
-def test_ics_is_refused_for_now(tmp_path: Path, business: BusinessCalendar) -> None:
+def test_ics_without_events_is_one_clear_error(tmp_path: Path, business: BusinessCalendar) -> None:
     path = write(tmp_path, "BEGIN:VCALENDAR\nEND:VCALENDAR\n", "cycles.ics")
     with pytest.raises(ConfigError) as info:
         load_cycle_calendar(path, BERLIN, business)
-    assert str(info.value) == f"{path}: calendars from .ics are not supported yet"
+    assert str(info.value) == f"{path}: no event in the calendar: it has no cycle phases"
     assert info.value.location == Location(str(path))
 
 

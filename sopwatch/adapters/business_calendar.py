@@ -3,25 +3,39 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import date, time
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
+from sopwatch.adapters.ics_calendar import load_ics_holidays
 from sopwatch.config.schema import BusinessCalendarConfig, HolidaySource
 from sopwatch.core.business import WEEKDAYS, BusinessCalendar, make_holiday_predicate
 from sopwatch.errors import ConfigError
 
 
-def build_business_calendar(cfg: BusinessCalendarConfig) -> BusinessCalendar:
+def build_business_calendar(
+    cfg: BusinessCalendarConfig, base_dir: Path | None = None, *, tz: ZoneInfo | None = None
+) -> BusinessCalendar:
     """The calendar the time expressions and delivery windows use.
 
+    ``holidays.ics`` files are read relative to ``base_dir`` (the config file's folder; the current
+    folder when None); their timed events count on their local day in ``tz``.
+
     Raises :class:`ConfigError` without a location for an unknown holiday country/subdivision;
-    the caller knows where ``business_calendar.holidays`` sits in the config file.
+    the caller knows where ``business_calendar.holidays`` sits in the config file. A problem in an
+    .ics file is located at that file.
     """
     hours_start, hours_end = parse_hours(cfg.hours)
+    extra: set[date] = set()
+    if cfg.holidays is not None:
+        folder = base_dir if base_dir is not None else Path()
+        for relative in cfg.holidays.ics:
+            extra |= load_ics_holidays((folder / relative).resolve(), tz)
     return BusinessCalendar(
         workdays=sorted({WEEKDAYS.index(day) for day in cfg.workdays}),
         closures=frozenset(cfg.closures),
-        is_holiday=_holiday_predicate(cfg.holidays),
+        is_holiday=_holiday_predicate(cfg.holidays, extra),
         hours_start=hours_start,
         hours_end=hours_end,
     )
@@ -45,9 +59,11 @@ def _clock(text: str) -> time:
     return time(int(hour), int(minute))
 
 
-def _holiday_predicate(source: HolidaySource | None) -> Callable[[date], bool] | None:
+def _holiday_predicate(
+    source: HolidaySource | None, extra: Collection[date] = ()
+) -> Callable[[date], bool] | None:
     if source is None or (source.country is None and source.subdiv is None):
-        return None
+        return frozenset(extra).__contains__ if extra else None
     if source.country is None:
         raise ConfigError(f"holidays: subdiv {source.subdiv!r} needs a country as well")
     import holidays  # lazily: the country tables are slow to load
@@ -68,6 +84,6 @@ def _holiday_predicate(source: HolidaySource | None) -> Callable[[date], bool] |
                 f"holidays: country {country} has no subdivision {source.subdiv!r} (known: {known})"
             )
     try:
-        return make_holiday_predicate(country, subdiv)
+        return make_holiday_predicate(country, subdiv, extra)
     except (NotImplementedError, KeyError, ValueError) as exc:  # the package's own refusal
         raise ConfigError(f"holidays: {exc}") from None

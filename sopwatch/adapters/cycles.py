@@ -1,9 +1,10 @@
-"""Load the S&OP cycle calendar: explicit cycles, a monthly template, or both.
+"""Load the S&OP cycle calendar: explicit cycles, a monthly template, or both; or an .ics export.
 
 The template exists because most S&OP processes are defined in business days ("demand review
 ends on business day 6"), which move with weekends and holidays; admins should not have to
 recompute them every month. Explicit cycles override generated ones with the same id, so one
-exceptional month can be written out by hand.
+exceptional month can be written out by hand. An .ics file (Outlook, Google) is read by
+:mod:`sopwatch.adapters.ics_calendar`, its events mapped to phases by the config's ``phases:``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BeforeValidator, ConfigDict, Field, StrictInt, field_validator
 
-from sopwatch.config.schema import Strict
+from sopwatch.adapters.ics_calendar import PhaseRule, load_ics_cycles
+from sopwatch.config.schema import CycleCalendarSource, Strict
 from sopwatch.config.validation import validate_model
 from sopwatch.config.yamlsource import LocatedDocument, Path_, load_yaml_file
 from sopwatch.core.business import BusinessCalendar
@@ -109,15 +111,42 @@ class _CalendarFile(Strict):
     template: _TemplateSpec | None = None
 
 
-def load_cycle_calendar(path: Path | None, tz: ZoneInfo, business: BusinessCalendar) -> CycleCalendar:
+def load_cycle_calendar(
+    source: Path | CycleCalendarSource | None,
+    tz: ZoneInfo,
+    business: BusinessCalendar,
+    *,
+    base_dir: Path | None = None,
+    document: LocatedDocument | None = None,
+    at: Path_ = ("calendar",),
+) -> CycleCalendar:
     """The cycles and phases the rules' ``cycle.<phase>.start|end|meeting`` anchors use.
+
+    ``source`` is a file (YAML, or .ics by its extension) or the config's ``calendar:`` setting,
+    whose path is relative to ``base_dir`` (the config file's folder; the current folder when
+    None). ``document``/``at`` locate that setting in the config file for errors in its options.
 
     Raises :class:`ProblemList` (or one :class:`ConfigError`) with every problem located.
     """
-    if path is None:
+    if source is None:
         return CycleCalendar()
+    spec = source if isinstance(source, CycleCalendarSource) else None
+    if spec is None:
+        path = Path(source)
+    else:
+        path = ((base_dir if base_dir is not None else Path()) / spec.path).resolve()
     if path.suffix.lower() == ".ics":
-        raise ConfigError("calendars from .ics are not supported yet", Location(str(path)))
+        return _load_ics(path, spec, tz, document, at)
+    if spec is not None:
+        ics_only = sorted(spec.model_fields_set - {"path"})
+        if ics_only:
+            key = "from" if ics_only[0] == "from_" else ics_only[0]
+            raise _config_error(
+                document,
+                (*at, key),
+                f"calendar.{key} only applies to .ics calendars; {spec.path} is read as YAML",
+                key=True,
+            )
     doc = load_yaml_file(path)
     if not isinstance(doc.data, dict):
         raise ConfigError(
@@ -136,6 +165,101 @@ def load_cycle_calendar(path: Path | None, tz: ZoneInfo, business: BusinessCalen
     cycles.update(explicit)
     ordered = sorted(cycles.values(), key=lambda c: min(p.start for p in c.phases.values()))
     return CycleCalendar({c.id: c for c in ordered})
+
+
+def _config_error(
+    document: LocatedDocument | None, path: Path_, message: str, *, key: bool = False
+) -> ConfigError:
+    return ConfigError(message) if document is None else document.error(path, message, key=key)
+
+
+def _load_ics(
+    path: Path, spec: CycleCalendarSource | None, tz: ZoneInfo, document: LocatedDocument | None, at: Path_
+) -> CycleCalendar:
+    """An .ics cycle calendar: the config's options checked (located in the config), then the file."""
+    if spec is None:
+        return load_ics_cycles(path, tz)
+    problems: list[SopwatchError] = []
+    rules: list[PhaseRule] | None = None
+    if spec.phases is not None:
+        rules = []
+        if not spec.phases:
+            problems.append(
+                _config_error(document, (*at, "phases"), "calendar.phases is empty: map at least one pattern")
+            )
+        for pattern, phase_id in spec.phases.items():
+            here: Path_ = (*at, "phases", pattern)
+            try:
+                compiled = re.compile(pattern, re.IGNORECASE)
+            except re.error as exc:
+                problems.append(
+                    _config_error(
+                        document,
+                        here,
+                        f"calendar.phases: bad regular expression {pattern!r}: {exc}",
+                        key=True,
+                    )
+                )
+                continue
+            try:
+                rules.append((compiled, _check_phase_id(phase_id)))
+            except ValueError as exc:
+                problems.append(_config_error(document, here, f"calendar.phases: {exc}"))
+    first = _parse_month(spec.from_) if spec.from_ else None
+    last = _parse_month(spec.to) if spec.to else None
+    if last is not None:
+        last = (last + timedelta(days=32)).replace(day=1) - timedelta(days=1)
+    if first is not None and last is not None and last < first:
+        problems.append(
+            _config_error(document, (*at, "to"), f"calendar.to ({spec.to}) is before from ({spec.from_})")
+        )
+    if problems:
+        raise problems[0] if len(problems) == 1 else ProblemList(problems)
+    return load_ics_cycles(path, tz, rules, match=spec.match, cycle_id=spec.cycle_id, window=(first, last))
+
+
+def describe_cycles(calendar: CycleCalendar, tz: ZoneInfo | None = None) -> list[str]:
+    """One line per cycle for ``validate``/``explain``, phases in date order, e.g.
+    ``2026-12: data_gathering 1–3 Dec, demand_review 8 Dec 10:00, exec_review 14–15 Dec (meeting 15 Dec 09:00)``.
+
+    A meeting is shown in ``tz`` (in its own timezone when None); a one-day phase with its meeting
+    on that day shows just the day and time.
+    """
+    lines = []
+    for cycle in calendar.cycles.values():
+        parts = []
+        for phase in sorted(cycle.phases.values(), key=lambda p: (p.start, p.end, p.id)):
+            span = _span(phase.start, phase.end)
+            if phase.meeting is None:
+                parts.append(f"{phase.id} {span}")
+                continue
+            meeting = phase.meeting.astimezone(tz) if tz is not None else phase.meeting
+            if phase.start == phase.end == meeting.date():
+                parts.append(f"{phase.id} {span} {meeting:%H:%M}")
+            else:
+                parts.append(
+                    f"{phase.id} {span} (meeting {_span(meeting.date(), meeting.date())} {meeting:%H:%M})"
+                )
+        lines.append(f"{cycle.id}: " + (", ".join(parts) if parts else "no phases"))
+    return lines
+
+
+_MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _span(start: date, end: date) -> str:
+    """``8 Dec``, ``1–3 Dec``, ``28 Nov–3 Dec``, ``28 Dec 2026–4 Jan 2027`` (English, whatever the locale)."""
+
+    def day(d: date, year: bool = False) -> str:
+        return f"{d.day} {_MONTH_NAMES[d.month - 1]}" + (f" {d.year}" if year else "")
+
+    if start == end:
+        return day(start)
+    if start.year != end.year:
+        return f"{day(start, True)}–{day(end, True)}"
+    if start.month != end.month:
+        return f"{day(start)}–{day(end)}"
+    return f"{start.day}–{day(end)}"
 
 
 def _explicit(

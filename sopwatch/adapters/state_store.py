@@ -173,11 +173,13 @@ class StateStore:
                     f"file:{self.path}?mode=ro", uri=True, timeout=30, isolation_level=None
                 )
             else:
+                # `state: demo-out/state.db` in a fresh setup: SQLite creates the file, not its folder.
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
                 self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.executescript(SCHEMA)
             self.db.execute("PRAGMA busy_timeout=30000")
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, OSError) as exc:
             raise StateError(f"cannot open the state file: {exc}", Location(self.path)) from None
 
     def close(self) -> None:

@@ -109,9 +109,11 @@ def load_setup(config_path: Path) -> Setup:
     cycles = (
         attempt(
             load_cycle_calendar,
-            loaded.path(config.calendar) if config.calendar else None,
+            config.calendar,
             loaded.tz,
             business,
+            base_dir=loaded.base_dir,
+            document=document,
         )
         if business
         else None
@@ -168,7 +170,7 @@ def _rule_paths(loaded: LoadedConfig) -> tuple[Path, ...]:
 
 def _business(loaded: LoadedConfig):  # type: ignore[no-untyped-def]
     try:
-        return build_business_calendar(loaded.config.business_calendar)
+        return build_business_calendar(loaded.config.business_calendar, loaded.base_dir, tz=loaded.tz)
     except ConfigError as exc:
         if exc.location is None:
             exc.location = loaded.document.location(("business_calendar", "holidays"))

@@ -2,6 +2,9 @@
 
 They check shape and types only; meaning (time expressions, conditions, recipients) is checked
 when the rules are compiled, where the register's columns and the directory are known.
+
+The ``description=`` and ``examples=`` of the fields are documentation only: ``sopwatch schema``
+turns them into the JSON Schema editors use for completion and hover help.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 
 from sopwatch.core.business import WEEKDAYS
 
@@ -21,7 +24,26 @@ def _listify(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
-StrList = Annotated[list[str], BeforeValidator(_listify)]
+StrList = Annotated[
+    list[str],
+    BeforeValidator(_listify),
+    # The JSON Schema says what admins may write: one string or a list of them.
+    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}),
+]
+
+# Documentation for the editors only (the loaders parse these strings themselves).
+DURATION_HELP = (
+    "A duration: N minutes|hours|days|weeks|business days (singular too) or the short forms 30m 4h 2d 1w 3bd."
+)
+TIME_EXPRESSION_HELP = (
+    "A time expression: an anchor (an action field such as due, created_at, status_since; "
+    "cycle.<phase>.start|end|meeting; fire_at inside a step; now) followed by any number of "
+    "+/- durations (N minutes|hours|days|weeks|business days, or 30m 4h 2d 1w 3bd)."
+)
+RECIPIENT_HELP = (
+    "Recipients: a field holding a person (owner, approver, raised_by, ...), manager(X) (nestable), "
+    "role(name), or a literal email address."
+)
 
 
 class Strict(BaseModel):
@@ -39,6 +61,8 @@ def check_timezone(value: str) -> str:
 
 
 class RegisterConfig(Strict):
+    """The action register: decisions, actions, approvals and input submissions."""
+
     type: Literal["sqlite", "csv", "xlsx"] = Field("sqlite", description="Where the register lives.")
     path: str = Field(description="Register file, relative to the config file.", examples=["register.csv"])
     table: str = Field("actions", description="SQLite table holding the actions.")
@@ -54,9 +78,13 @@ class RegisterConfig(Strict):
         examples=[{"Waiting for approval": "pending_approval"}],
     )
     kind_map: dict[str, str] = Field(
-        default_factory=dict, description="Customer kind spelling -> canonical kind."
+        default_factory=dict,
+        description="Customer kind spelling -> canonical kind.",
+        examples=[{"Sign-off": "approval"}],
     )
-    date_format: str | None = Field(None, description="strptime format for dates; ISO 8601 always works.")
+    date_format: str | None = Field(
+        None, description="strptime format for dates; ISO 8601 always works.", examples=["%d/%m/%Y"]
+    )
     encoding: str = Field("utf-8-sig", description="CSV text encoding.")
     delimiter: str = Field(",", min_length=1, max_length=1, description="CSV field delimiter.")
 
@@ -77,22 +105,44 @@ class RegisterConfig(Strict):
 
 
 class HolidaySource(Strict):
+    """Public holidays from the `holidays` package and/or iCalendar (.ics) holiday calendars."""
+
     country: str | None = Field(
         None, description="ISO country code for the `holidays` package.", examples=["DE"]
     )
     subdiv: str | None = Field(None, description="Subdivision, e.g. a German state.", examples=["BY"])
+    ics: StrList = Field(
+        default_factory=list,
+        description="iCalendar files (Outlook, Google) whose every event day is a non-business day; "
+        "recurring events are expanded. Relative to the config file.",
+        examples=[["holidays.ics"]],
+    )
 
 
 _HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
 
 
 class BusinessCalendarConfig(Strict):
+    """Which days are business days, and when mail may be delivered."""
+
     workdays: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
-        default_factory=lambda: list(WEEKDAYS[:5]), min_length=1
+        default_factory=lambda: list(WEEKDAYS[:5]),
+        min_length=1,
+        description="Business weekdays.",
+        examples=[["mon", "tue", "wed", "thu", "fri"]],
     )
-    holidays: HolidaySource | None = None
-    closures: list[date] = Field(default_factory=list, description="Extra non-business dates.")
-    hours: str = Field("08:00-18:00", description="Delivery window, recipient-local; end exclusive.")
+    holidays: HolidaySource | None = Field(
+        None, description="Public holidays by country and subdivision.", examples=[{"country": "DE"}]
+    )
+    closures: list[date] = Field(
+        default_factory=list, description="Extra non-business dates.", examples=[["2026-12-24"]]
+    )
+    hours: str = Field(
+        "08:00-18:00",
+        description="Delivery window, recipient-local; end exclusive.",
+        examples=["08:00-18:00"],
+        json_schema_extra={"pattern": _HOURS.pattern},
+    )
 
     @field_validator("hours")
     @classmethod
@@ -103,82 +153,270 @@ class BusinessCalendarConfig(Strict):
         return value
 
 
+_MONTH_TEXT = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+class CycleCalendarSource(Strict):
+    """``calendar:``: a file, and for an .ics file how its events become phases.
+
+    ``calendar: cycles.yaml`` is short for ``calendar: {path: cycles.yaml}``. The model is
+    path-like (``os.fspath`` gives ``path``), so code that joins it to a folder keeps working.
+    """
+
+    path: str = Field(min_length=1, description="YAML or .ics file, relative to the config file.")
+    phases: dict[str, str] | None = Field(
+        None,
+        description="(.ics) Regular expression searched for in each event's summary (or categories) "
+        "-> phase id; the first match wins and unmatched events are ignored. Without it an event's "
+        "summary in snake_case is its phase id.",
+        examples=[{"Data gathering": "data_gathering", "Executive .*Review": "exec_review"}],
+    )
+    match: Literal["summary", "categories"] = Field(
+        "summary", description="(.ics) What the `phases` patterns are matched against."
+    )
+    cycle_id: str = Field("%Y-%m", description="(.ics) strftime of a phase's start date naming its cycle.")
+    from_: str | None = Field(
+        None,
+        alias="from",
+        description="(.ics) First month of phases, e.g. 2026-01; from the file's earliest event when absent.",
+    )
+    to: str | None = Field(
+        None,
+        description="(.ics) Last month of phases; 3 years after the newest date in the file when absent.",
+    )
+
+    @field_validator("cycle_id")
+    @classmethod
+    def _cycle_id(cls, value: str) -> str:
+        if "%" not in value:
+            raise ValueError(f"{value!r} has no strftime directives: write it like '%Y-%m'")
+        try:
+            date(2026, 12, 1).strftime(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a strftime format ({exc})") from None
+        return value
+
+    @field_validator("from_", "to")
+    @classmethod
+    def _month(cls, value: str | None) -> str | None:
+        if value is not None and not _MONTH_TEXT.match(value.strip()):
+            raise ValueError(f"expected a month such as 2026-11, got {value!r}")
+        return value
+
+    def __fspath__(self) -> str:
+        return self.path
+
+
+def _calendar_source(value: Any) -> Any:
+    if isinstance(value, str):
+        return {"path": value}
+    if value is None or isinstance(value, (dict, CycleCalendarSource)):
+        return value
+    raise ValueError(f"expected a file name or a mapping with `path:` and `phases:`, got {value!r}")
+
+
+CalendarSetting = Annotated[
+    CycleCalendarSource | None,
+    BeforeValidator(_calendar_source, json_schema_input_type=str | CycleCalendarSource | None),
+]
+
+
 class DeliveryConfig(Strict):
-    type: Literal["maildir", "smtp"] = "maildir"
+    """Where mail goes: a maildir folder (no server needed) or an SMTP server."""
+
+    type: Literal["maildir", "smtp"] = Field("maildir", description="maildir (a folder) or smtp.")
     path: str = Field("outbox/", description="Maildir folder (maildir delivery).")
     from_: str = Field(
-        "sopwatch <sopwatch@localhost>", alias="from", description="Sender and calendar organizer."
+        "sopwatch <sopwatch@localhost>",
+        alias="from",
+        description="Sender and calendar organizer.",
+        examples=["sopwatch <sopwatch@example.com>"],
     )
-    host: str | None = None
-    port: int | None = None
-    starttls: bool = False
-    tls: bool = False
-    user: str | None = None
+    host: str | None = Field(None, description="SMTP server.", examples=["smtp.example.com"])
+    port: int | None = Field(
+        None, description="SMTP port; 465 with tls, 587 with starttls, else 25.", examples=[587]
+    )
+    starttls: bool = Field(
+        False, description="Require STARTTLS (never attempted when false); set starttls or tls explicitly."
+    )
+    tls: bool = Field(False, description="Implicit TLS (SMTPS).")
+    user: str | None = Field(None, description="SMTP AUTH user; AUTH without TLS is refused.")
     password_env: str | None = Field(
-        None, description="Name of the environment variable holding the SMTP password."
+        None,
+        description="Name of the environment variable holding the SMTP password.",
+        examples=["SOPWATCH_SMTP_PASSWORD"],
+    )
+    ca_file: str | None = Field(
+        None,
+        description="PEM file of CA certificates to trust for the SMTP server's TLS certificate "
+        "(e.g. an internal CA), relative to the config file; the system CAs when absent.",
     )
 
 
 class DigestConfig(Strict):
-    id: str
+    """A digest: one email per recipient listing their pending `via: digest` items."""
+
+    id: str = Field(description="The digest's name.", examples=["weekly"])
     schedule: str = Field(description="Weekday(s) and recipient-local time.", examples=["mon 08:00"])
 
 
+class MetricsConfig(Strict):
+    """Prometheus metrics over HTTP, served by `sopwatch run` (read at start; restart to change)."""
+
+    port: int = Field(ge=1, le=65535, description="TCP port of the /metrics endpoint.", examples=[9464])
+    host: str = Field(
+        "127.0.0.1",
+        description="Address to listen on; 0.0.0.0 for every interface (e.g. in a container).",
+        examples=["127.0.0.1"],
+    )
+
+
 class Config(Strict):
-    timezone: Annotated[str, BeforeValidator(check_timezone)] = "UTC"
-    register_: RegisterConfig = Field(alias="register")
-    people: str | None = None
-    calendar: str | None = None
-    business_calendar: BusinessCalendarConfig = Field(default_factory=BusinessCalendarConfig)
-    roles: dict[str, StrList] = Field(default_factory=dict)
-    fallback_recipient: str | None = None
-    admin: str | None = None
-    start_date: date | None = None
-    allowed_domains: list[str] | None = None
-    terminal_statuses: list[str] | None = None
-    rules: StrList = Field(default_factory=lambda: ["rules/"])
-    templates: str | None = None
-    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
-    state: str = "state.db"
-    interval: str = "5m"
-    max_messages_per_tick: int = Field(200, ge=1)
-    digests: list[DigestConfig] = Field(default_factory=list)
+    """sopwatch's config file. Paths are relative to the config file's folder."""
+
+    timezone: Annotated[str, BeforeValidator(check_timezone)] = Field(
+        "UTC",
+        description="The organisation's IANA timezone; naive register times are in it.",
+        examples=["Europe/Berlin"],
+    )
+    register_: RegisterConfig = Field(alias="register", description=RegisterConfig.__doc__)
+    people: str | None = Field(
+        None,
+        description="People directory: YAML `people: [{id, name, email, manager, timezone, roles}]` or CSV.",
+        examples=["people.yaml"],
+    )
+    calendar: CalendarSetting = Field(
+        None,
+        description="Cycle calendar: YAML (explicit cycles and/or a monthly template) or an .ics export "
+        "(Outlook, Google); a file name, or a mapping {path, phases, match, cycle_id, from, to}.",
+        examples=["cycles.yaml", {"path": "sop.ics", "phases": {"Executive": "exec_review"}}],
+    )
+    business_calendar: BusinessCalendarConfig = Field(
+        default_factory=BusinessCalendarConfig, description=BusinessCalendarConfig.__doc__
+    )
+    roles: dict[str, StrList] = Field(
+        default_factory=dict,
+        description="Role name -> person ids or addresses; merged with the people file's roles.",
+        examples=[{"sop-lead": ["lee"]}],
+    )
+    fallback_recipient: str | None = Field(
+        None,
+        description="Where a `to` recipient that cannot be resolved goes. " + RECIPIENT_HELP,
+        examples=["role(sop-lead)"],
+    )
+    admin: str | None = Field(
+        None,
+        description="Hears about sopwatch's own problems (rejected edits, template failures, failed sends).",
+        examples=["ops-admin@example.com"],
+    )
+    start_date: date | None = Field(
+        None,
+        description="Rollout safety: ignore episodes whose fire_at is before this date.",
+        examples=["2026-12-01"],
+    )
+    allowed_domains: list[str] | None = Field(
+        None, description="Refuse and report any recipient outside these domains.", examples=[["example.com"]]
+    )
+    terminal_statuses: list[str] | None = Field(
+        None,
+        description="Statuses that end all alerting (default: done cancelled approved rejected).",
+        examples=[["done", "cancelled", "approved", "rejected"]],
+    )
+    rules: StrList = Field(
+        default_factory=lambda: ["rules/"],
+        description="Rules files or folders of *.yaml.",
+        examples=[["rules/"]],
+    )
+    templates: str | None = Field(
+        None,
+        description="Folder of template overrides (NAME.subject.j2, NAME.txt.j2, NAME.html.j2).",
+        examples=["templates/"],
+    )
+    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig, description=DeliveryConfig.__doc__)
+    state: str = Field("state.db", description="The SQLite state file.")
+    interval: str = Field("5m", description="Daemon evaluation interval. " + DURATION_HELP, examples=["5m"])
+    max_messages_per_tick: int = Field(
+        200, ge=1, description="Cap on one evaluation's sends; the rest wait for the next tick."
+    )
+    digests: list[DigestConfig] = Field(
+        default_factory=list,
+        description="Digests and their schedules.",
+        examples=[[{"id": "weekly", "schedule": "mon 08:00"}]],
+    )
+    metrics: MetricsConfig | None = Field(None, description=MetricsConfig.__doc__, examples=[{"port": 9464}])
 
 
 class CalendarHoldSpec(Strict):
+    """An iMIP calendar invitation sent with the step."""
+
     start: str = Field(
-        description="Time expression for the hold's start.", examples=["fire_at + 1 business day"]
+        description="Time expression for the hold's start. " + TIME_EXPRESSION_HELP,
+        examples=["fire_at + 1 business day"],
     )
-    duration: str = Field("30m", description="Length of the hold.")
+    duration: str = Field("30m", description="Length of the hold. " + DURATION_HELP, examples=["30m"])
     busy: bool = Field(False, description="Show as busy; by default the hold does not block the day.")
-    title: str | None = None
+    title: str | None = Field(
+        None, description="The event's title.", examples=["Decide the pending approval"]
+    )
 
 
 class StepSpec(Strict):
-    after: str | None = Field(None, description="Delay from fire_at.", examples=["2 business days"])
-    notify: StrList = Field(
-        min_length=1, description="owner, approver, manager(X), role(name), or an address."
+    """One escalation step, due at fire_at + after."""
+
+    after: str | None = Field(
+        None, description="Delay from fire_at. " + DURATION_HELP, examples=["2 business days"]
     )
-    cc: StrList = Field(default_factory=list)
+    notify: StrList = Field(
+        min_length=1,
+        description="To recipients. " + RECIPIENT_HELP,
+        examples=[["approver"], ["manager(owner)"], ["role(sop-lead)"]],
+        json_schema_extra={"minItems": 1},
+    )
+    cc: StrList = Field(
+        default_factory=list, description="Cc recipients. " + RECIPIENT_HELP, examples=[["owner"]]
+    )
     template: str | None = Field(
         None,
         pattern=r"^[A-Za-z0-9_-]+$",
         description="Template name (letters, digits, - and _); built-in by default.",
+        examples=["approval-reminder"],
     )
-    via: Literal["email", "digest"] = "email"
-    calendar_hold: CalendarHoldSpec | None = None
+    via: Literal["email", "digest"] = Field(
+        "email", description="email, or digest (listed in the next digest)."
+    )
+    calendar_hold: CalendarHoldSpec | None = Field(None, description=CalendarHoldSpec.__doc__)
 
 
 class RuleSpec(Strict):
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", description="Unique slug.")
-    description: str = ""
-    severity: Literal["info", "warning", "critical"] = "warning"
-    when: dict[str, Any] = Field(default_factory=dict)
-    fire_at: str | None = None
-    escalation: list[StepSpec] = Field(min_length=1)
-    repeat: str | None = None
-    notify_resolved: bool = False
+    """A rule: when it holds for an action and fire_at has passed, the escalation runs."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", description="Unique slug.", examples=["stale-approval"])
+    description: str = Field("", description="What the rule is about; shown in messages and digests.")
+    severity: Literal["info", "warning", "critical"] = Field(
+        "warning", description="info, warning or critical."
+    )
+    when: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Conditions, all of which must hold; only non-terminal actions are considered.",
+        examples=[{"kind": "approval", "status": "pending_approval"}],
+    )
+    fire_at: str | None = Field(
+        None,
+        description="When the rule fires (as soon as `when` holds if absent). " + TIME_EXPRESSION_HELP,
+        examples=["status_since + 2 business days", "due", "cycle.data_gathering.end - 1 business day"],
+    )
+    escalation: list[StepSpec] = Field(
+        min_length=1, description="Escalation steps, in increasing order of `after`."
+    )
+    repeat: str | None = Field(
+        None,
+        description="Re-send the current step this often while unresolved. " + DURATION_HELP,
+        examples=["1 business day"],
+    )
+    notify_resolved: bool = Field(False, description="Send a resolved notice when the episode ends.")
 
 
 class RulesFile(Strict):
-    rules: list[RuleSpec]
+    """A sopwatch rules file."""
+
+    rules: list[RuleSpec] = Field(description="The rules.")

@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 import logging
 import random
+import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -32,8 +33,12 @@ from sopwatch.messages.email import Composed as ComposedEmail
 from sopwatch.messages.email import DigestItem, compose, compose_digest
 from sopwatch.messages.render import one_line
 from sopwatch.messages.templates import TemplateSet
+from sopwatch.observability import NULL_METRICS, EngineMetrics
 
 log = logging.getLogger("sopwatch")
+
+# Outbox rows per transport batch; the results of a batch are stored when it completes.
+DELIVERY_BATCH = 50
 
 # Lets the demo play register edits over time; the daemon uses the register as read.
 SnapshotHook = Callable[[Snapshot, datetime], Snapshot]
@@ -87,6 +92,7 @@ class Engine:
         self._pending_admin: list[tuple[str, str]] = []
         self._templates_for: Setup | None = None
         self._templates: TemplateSet | None = None
+        self.metrics: EngineMetrics = NULL_METRICS  # Prometheus hooks; the daemon sets them
 
     # -- wiring ---------------------------------------------------------------------------
 
@@ -123,9 +129,12 @@ class Engine:
         )
         state = self.store.load()
         state = _with_silence_matchers(state, setup)
+        started = time.perf_counter()
         evaluation = evaluate(snapshot, setup.rules, setup.environment, state, now)
+        evaluated_in = time.perf_counter() - started
         composed = self._compose_all(evaluation, snapshot, now)
         report.enqueued = self.store.commit(evaluation, composed)
+        self.metrics.evaluated(evaluation, evaluated_in)
         report.notifications = len(evaluation.notifications)
         report.silenced = sum(1 for n in evaluation.notifications if n.silenced_by)
         report.deferred = evaluation.deferred
@@ -136,6 +145,11 @@ class Engine:
         report.digests = self._digests(snapshot, now)
         self._flush_admin(now)
         self.deliver(now, report)
+        if self._pending_admin:
+            # Failed sends found just now: enqueue the admin notice before the tick ends (a
+            # `run --once` process would exit with it still in memory) and send it right away.
+            self._flush_admin(now)
+            self.deliver(now, report)
         self.store.beat(now, report.line())
         return report
 
@@ -233,8 +247,12 @@ class Engine:
 
     def deliver(self, now: datetime, report: TickReport | None = None) -> None:
         rows = self.store.due(now)
-        if not rows:
-            return
+        # Outcomes are stored batch by batch: a crash mid-delivery re-sends at most the batch in
+        # flight, not every message the tick had already handed to the server.
+        for start in range(0, len(rows), DELIVERY_BATCH):
+            self._deliver_batch(rows[start : start + DELIVERY_BATCH], now, report)
+
+    def _deliver_batch(self, rows: list[OutboxRow], now: datetime, report: TickReport | None) -> None:
         messages = [OutgoingMessage(r.id, r.sender, r.recipients, r.data) for r in rows]
         results = self.loop.run_until_complete(self.transport.send_batch(messages))
         by_id = {r.id: r for r in rows}
@@ -249,9 +267,10 @@ class Engine:
                 refused, retry = dict(result.permanent), tuple(result.temporary)
             tries = row.attempts + 1
             attempt_at = next_attempt(tries, now, self.rng) if retry and not exhausted(tries) else None
-            status = self.store.record_delivery(
-                row, result.accepted, refused, retry, result.error, now, attempt_at
-            )
+            # Per-recipient replies (a 451 too) become last_error, so `sopwatch outbox` says why.
+            error = result.error or _reasons({**result.permanent, **result.temporary}) or None
+            status = self.store.record_delivery(row, result.accepted, refused, retry, error, now, attempt_at)
+            self.metrics.delivered(self.store, row.id, status)
             if report is not None:
                 setattr(report, status, getattr(report, status) + 1)
             if refused or status == "failed":
@@ -287,6 +306,7 @@ class Engine:
             message["Subject"] = one_line(f"[sopwatch] {subject}")
             message["Date"] = format_datetime(now)
             message["Auto-Submitted"] = "auto-generated"
+            message["X-Auto-Response-Suppress"] = "OOF, AutoReply"
             message["X-Sopwatch-Kind"] = "admin"
             digest = hashlib.sha1(f"{subject}\n{text}\n{now.date()}".encode()).hexdigest()[:24]
             message["Message-ID"] = f"<admin.{digest}@{_domain(self.sender)}>"
@@ -305,7 +325,12 @@ class Engine:
 def compose_notification(
     setup: Setup, templates: TemplateSet, n: Notification, action: Action | None, now: datetime
 ) -> ComposedEmail:
-    """The email for one notification, with the rule's and the cycle's context."""
+    """The email for one notification, with the rule's and the cycle's context.
+
+    It is dated (and rendered as of) the instant it may go out: a reminder composed at midnight
+    that waits for the recipient's 08:00 window says 08:00, not midnight.
+    """
+    now = max(now, n.not_before)
     env = setup.environment
     rule = setup.rules.get(n.rule)
     cycle_id = action.fields.get("cycle") if action else None
@@ -380,6 +405,10 @@ def _cycle_context(cycle: Any) -> dict[str, Any]:
     if cycle is None:
         return {}
     return {pid: {"start": p.start, "end": p.end, "meeting": p.meeting} for pid, p in cycle.phases.items()}
+
+
+def _reasons(replies: Mapping[str, str]) -> str:
+    return "; ".join(f"{k}: {v}" for k, v in replies.items())
 
 
 def _address(sender: str) -> str:

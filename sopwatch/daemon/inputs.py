@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,10 @@ def watched_files(setup: Setup, config_path: Path) -> list[Path]:
     files = [config_path, *setup.rule_paths, setup.loaded.path(config.register_.path)]
     for relative in (config.people, config.calendar):
         if relative:
-            files.append(setup.loaded.path(relative))
+            files.append(setup.loaded.path(os.fspath(relative)))
+    holidays = config.business_calendar.holidays
+    if holidays is not None:
+        files.extend(setup.loaded.path(ics) for ics in holidays.ics)
     for entry in config.rules:
         folder = setup.loaded.path(entry)
         if folder.is_dir():

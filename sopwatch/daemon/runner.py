@@ -17,6 +17,7 @@ import schedule
 
 from sopwatch.daemon.engine import Engine
 from sopwatch.errors import StateError
+from sopwatch.observability import serve_metrics
 from sopwatch.timeparse import interval_seconds
 
 log = logging.getLogger("sopwatch")
@@ -65,7 +66,9 @@ class Daemon:
             report = self.engine.tick(now)
         except Exception:
             log.exception("tick at %s failed; retrying at the next interval", now.isoformat())
+            self.engine.metrics.tick_failed()
             return
+        self.engine.metrics.ticked(self.engine.store, now)
         log.info(report.line())
 
     def stop(self, signum: int, frame: FrameType | None) -> None:
@@ -78,6 +81,9 @@ class Daemon:
             if once:
                 self.tick()
                 return
+            metrics = serve_metrics(loaded.config.metrics)  # None unless `metrics:` is configured
+            if metrics is not None:
+                self.engine.metrics = metrics
             previous = {sig: signal.signal(sig, self.stop) for sig in (signal.SIGTERM, signal.SIGINT)}
             scheduler = schedule.Scheduler()
             seconds = max(1, int(interval_seconds(loaded.interval)))
@@ -92,4 +98,6 @@ class Daemon:
             finally:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
+                if metrics is not None:
+                    metrics.close()
                 log.info("sopwatch daemon stopped")

@@ -6,6 +6,7 @@ per message back; ``retry`` decides when temporary failures are tried again.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -53,5 +54,20 @@ def make_transport(cfg: DeliveryConfig, base_dir: Path, env: Mapping[str, str]) 
                 f"the SMTP password environment variable {cfg.password_env} is not set or empty "
                 "(named by delivery.password_env)"
             )
+    tls_context: ssl.SSLContext | None = None
+    if cfg.ca_file is not None:
+        ca_file = Path(base_dir) / cfg.ca_file
+        try:
+            tls_context = ssl.create_default_context(cafile=str(ca_file))
+        except (OSError, ssl.SSLError) as exc:  # missing file, or not PEM certificates
+            raise ConfigError(f"delivery.ca_file {ca_file}: cannot load CA certificates ({exc})") from None
     port = cfg.port if cfg.port is not None else 465 if cfg.tls else 587 if cfg.starttls else 25
-    return SmtpTransport(cfg.host, port, starttls=cfg.starttls, tls=cfg.tls, user=cfg.user, password=password)
+    return SmtpTransport(
+        cfg.host,
+        port,
+        starttls=cfg.starttls,
+        tls=cfg.tls,
+        user=cfg.user,
+        password=password,
+        tls_context=tls_context,
+    )

@@ -1,0 +1,376 @@
+"""The daemon's pipeline end to end through ``Engine.tick(now)``: register -> rules -> outbox -> maildir.
+
+Each test writes a small setup into tmp_path (hours 00:00-24:00 on all seven days, so only the
+rules decide when something is due) and drives the engine with explicit instants.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import email
+import email.policy
+import re
+import sqlite3
+import textwrap
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from sopwatch.daemon.engine import Engine
+from sopwatch.delivery.base import OutgoingMessage, SendResult
+
+BERLIN = ZoneInfo("Europe/Berlin")
+NEW_YORK = ZoneInfo("America/New_York")
+ADMIN = "admin@example.com"
+ANN, NICK, CARL = "ann@example.com", "nick@example.com", "carl@example.com"
+
+PEOPLE = """\
+people:
+  - {id: ann, name: Ann Example, email: ann@example.com, timezone: Europe/Berlin, manager: carl}
+  - {id: nick, name: Nick York, email: nick@example.com, timezone: America/New_York, manager: carl}
+  - {id: carl, name: Carl Boss, email: carl@example.com, timezone: Europe/Berlin}
+"""
+
+LATE_RULE = """\
+rules:
+  - id: late
+    description: Open work past its due date
+    when: {status: open}
+    fire_at: due
+    escalation:
+      - notify: [owner]
+    repeat: 1 day
+"""
+
+DIGEST_RULE = """\
+rules:
+  - id: late-digest
+    description: Late work, listed in the weekly digest
+    severity: info
+    when: {status: open}
+    fire_at: due
+    escalation:
+      - notify: [owner]
+        via: digest
+"""
+
+
+def make_setup(
+    folder: Path,
+    rows: Sequence[dict[str, str]],
+    *,
+    rules: str = LATE_RULE,
+    templates: dict[str, str] | None = None,
+    digests: bool = False,
+) -> Path:
+    """A complete setup in ``folder``; returns the config path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    config = textwrap.dedent(
+        """\
+        timezone: Europe/Berlin
+        register: {type: csv, path: register.csv}
+        people: people.yaml
+        business_calendar:
+          workdays: [mon, tue, wed, thu, fri, sat, sun]
+          hours: "00:00-24:00"
+        admin: admin@example.com
+        rules: [rules.yaml]
+        delivery: {type: maildir, path: maildir, from: "sopwatch <sopwatch@example.com>"}
+        state: state.db
+        """
+    )
+    if templates is not None:
+        config += "templates: templates/\n"
+        (folder / "templates").mkdir()
+        for name, source in templates.items():
+            (folder / "templates" / name).write_text(source, encoding="utf-8")
+    if digests:
+        config += 'digests:\n  - {id: weekly, schedule: "mon 08:00"}\n'
+    (folder / "config.yaml").write_text(config, encoding="utf-8")
+    (folder / "people.yaml").write_text(PEOPLE, encoding="utf-8")
+    (folder / "rules.yaml").write_text(rules, encoding="utf-8")
+    with (folder / "register.csv").open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["id", "title", "status", "owner", "due"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return folder / "config.yaml"
+
+
+def row(ident: str, owner: str, due: str, title: str | None = None) -> dict[str, str]:
+    return {"id": ident, "title": title or f"Item {ident}", "status": "open", "owner": owner, "due": due}
+
+
+def delivered(config: Path) -> list[tuple[bytes, EmailMessage]]:
+    new = config.parent / "maildir" / "new"
+    files = sorted(new.iterdir()) if new.exists() else []
+    out = []
+    for path in files:
+        raw = path.read_bytes()
+        out.append((raw, email.message_from_bytes(raw, policy=email.policy.default)))
+    return out
+
+
+def kind_of(message: EmailMessage) -> str:
+    return str(message["X-Sopwatch-Kind"])
+
+
+def of_kind(config: Path, kind: str) -> list[EmailMessage]:
+    return [m for _, m in delivered(config) if kind_of(m) == kind]
+
+
+def outbox_rows(config: Path) -> list[tuple[int, str, str, bytes | None]]:
+    with contextlib.closing(sqlite3.connect(config.parent / "state.db")) as db:
+        return db.execute("SELECT id, key, status, message FROM outbox ORDER BY id").fetchall()
+
+
+def message_id(data: bytes) -> str:
+    return str(email.message_from_bytes(data, policy=email.policy.default)["Message-ID"])
+
+
+@pytest.fixture
+def engines():  # type: ignore[no-untyped-def]
+    """Engines made through this fixture are closed at the end of the test."""
+    made: list[Engine] = []
+
+    def make(config: Path, **kwargs) -> Engine:  # type: ignore[no-untyped-def]
+        engine = Engine(config, environ={}, **kwargs)
+        made.append(engine)
+        return engine
+
+    yield make
+    for engine in made:
+        if not engine.loop.is_closed():
+            engine.close()
+
+
+# --- hostile data end to end ------------------------------------------------------------------------
+
+HOSTILE = (
+    "Pay\r\nBcc: evil@example.com\r\n =?utf-8?q?x=0D=0ABcc:_evil2@example.com?= "
+    "=?utf-8?b?DQpCY2M6IGV2aWwzQGV4YW1wbGUuY29t?= <script>alert(1)</script>"
+)
+
+
+def test_hostile_title_cannot_add_headers_or_script(tmp_path: Path, engines) -> None:
+    config = make_setup(tmp_path / "s", [row("A-1", "ann", "2026-12-01", HOSTILE)])
+    engines(config).tick(datetime(2026, 12, 2, 10, tzinfo=BERLIN))
+    messages = delivered(config)
+    assert len(messages) == 1
+    raw, message = messages[0]
+    assert message["To"].addresses[0].addr_spec == ANN
+    assert message.get_all("Bcc") is None and message.get_all("Cc") is None
+    for name, value in message.items():
+        assert "\r" not in str(value) and "\n" not in str(value), (name, value)
+    head = raw.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0]
+    names = [line.split(b":", 1)[0].lower() for line in head.split(b"\n") if line[:1] not in (b" ", b"\t")]
+    assert b"bcc" not in names and b"cc" not in names
+    unfolded = re.sub(rb"\n[ \t]", b" ", head).split(b"\n")
+    assert [line for line in unfolded if b"evil" in line and not line.startswith(b"Subject: ")] == []
+    subject = str(message["Subject"])
+    assert "Bcc: evil@example.com" in subject, "the title stays readable text in the subject"
+    assert "evil2" in subject and "evil3" not in subject, "encoded words are not decoded into headers"
+    html = message.get_body(("html",)).get_content()
+    assert "<script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    text = message.get_body(("plain",)).get_content()
+    assert "<script>alert(1)</script>" in text, "the text part shows the title as written"
+
+
+# --- template overrides -----------------------------------------------------------------------------
+
+ESCAPE = "{{ ''.__class__.__mro__ }}\n"
+
+
+def test_sandbox_violation_sends_the_builtin_and_tells_the_admin(tmp_path: Path, engines) -> None:
+    config = make_setup(
+        tmp_path / "s", [row("A-1", "ann", "2026-12-01")], templates={"reminder.txt.j2": ESCAPE}
+    )
+    engines(config).tick(datetime(2026, 12, 2, 10, tzinfo=BERLIN))
+    reminders = of_kind(config, "reminder")
+    assert len(reminders) == 1
+    text = reminders[0].get_body(("plain",)).get_content()
+    assert "A-1" in text and "Item A-1" in text, "the built-in body was used"
+    assert "class" not in text and "object" not in text
+    admin = of_kind(config, "admin")
+    assert len(admin) == 1
+    assert admin[0]["To"].addresses[0].addr_spec == ADMIN
+    assert str(admin[0]["Auto-Submitted"]) == "auto-generated"
+    assert str(admin[0]["X-Auto-Response-Suppress"]) == "OOF, AutoReply"
+    body = admin[0].get_body(("plain",)).get_content()
+    assert "reminder.txt.j2" in body and "unsafe" in body, body
+
+
+def test_validate_names_the_unsafe_template(tmp_path: Path, run_sopwatch) -> None:
+    config = make_setup(
+        tmp_path / "s", [row("A-1", "ann", "2026-12-01")], templates={"reminder.txt.j2": ESCAPE}
+    )
+    result = run_sopwatch("validate", "--config", str(config))
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "Traceback" not in output
+    assert re.search(r"reminder\.txt\.j2:1\b.*unsafe", output), output
+
+
+def test_validate_refuses_a_template_name_that_climbs_out(tmp_path: Path, run_sopwatch) -> None:
+    rules = LATE_RULE.replace(
+        "      - notify: [owner]\n", "      - notify: [owner]\n        template: ../x\n"
+    )
+    assert "../x" in rules
+    config = make_setup(tmp_path / "s", [row("A-1", "ann", "2026-12-01")], rules=rules)
+    result = run_sopwatch("validate", "--config", str(config))
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "Traceback" not in output
+    assert re.search(r"rules\.yaml:\d+:\d+:.*template", output), output
+
+
+# --- idempotence and crashes ------------------------------------------------------------------------
+
+
+def test_two_ticks_at_the_same_instant_enqueue_nothing_new(tmp_path: Path, engines) -> None:
+    config = make_setup(tmp_path / "s", [row("A-1", "ann", "2026-12-01"), row("N-1", "nick", "2026-12-01")])
+    now = datetime(2026, 12, 2, 10, tzinfo=BERLIN)
+    engine = engines(config)
+    first = engine.tick(now)
+    assert first.enqueued == 2
+    rows = outbox_rows(config)
+    second = engine.tick(now)
+    assert second.enqueued == 0
+    assert outbox_rows(config) == rows
+    # A fresh engine (a restart) at the same instant adds nothing either.
+    engine.close()
+    engines(config).tick(now)
+    assert len(outbox_rows(config)) == len(rows) == 2
+    assert len(delivered(config)) == 2
+
+
+class Crash(Exception):
+    pass
+
+
+class CrashingTransport:
+    """The process dies after the commit, while handing the batch to the server."""
+
+    async def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
+        raise Crash("killed mid-delivery")
+
+    async def close(self) -> None:
+        return None
+
+
+class FailingTransport:
+    """The server is down: every message fails temporarily."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
+        self.calls += 1
+        return [SendResult(m.id, error="421 4.3.2 service not available") for m in messages]
+
+    async def close(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize("transport", [CrashingTransport, FailingTransport])
+def test_restart_after_failed_delivery_sends_each_message_once(tmp_path: Path, engines, transport) -> None:
+    config = make_setup(tmp_path / "s", [row("A-1", "ann", "2026-12-01"), row("N-1", "nick", "2026-12-01")])
+    now = datetime(2026, 12, 2, 10, tzinfo=BERLIN)
+    broken = engines(config, transport=transport())
+    with contextlib.suppress(Crash):
+        broken.tick(now)
+    broken.close()
+    rows = outbox_rows(config)
+    assert len(rows) == 2
+    assert {status for _, _, status, _ in rows} <= {"pending", "retry"}
+    assert delivered(config) == []
+    committed_ids = {message_id(data) for *_, data in rows if data}
+    assert len(committed_ids) == 2
+
+    fresh = engines(config)
+    fresh.tick(now + timedelta(minutes=5))  # past the first retry's backoff (at most 30 s)
+    fresh.tick(now + timedelta(minutes=10))
+    ids = [str(m["Message-ID"]) for _, m in delivered(config)]
+    assert sorted(ids) == sorted(committed_ids), "each committed message exactly once, same Message-ID"
+    assert [status for _, _, status, _ in outbox_rows(config)] == ["sent", "sent"]
+
+
+# --- digests ----------------------------------------------------------------------------------------
+
+
+def test_weekly_digest_at_08_00_recipient_local(tmp_path: Path, engines) -> None:
+    config = make_setup(
+        tmp_path / "s",
+        [
+            row("A-1", "ann", "2026-12-02"),  # fires Thu 3 Dec 00:00 Berlin
+            row("N-1", "nick", "2026-12-02"),
+            row("A-2", "ann", "2026-12-09"),  # fires Thu 10 Dec: only in the second digest
+        ],
+        rules=DIGEST_RULE,
+        digests=True,
+    )
+    engine = engines(config)
+    now = datetime(2026, 12, 2, 12, tzinfo=UTC)
+    end = datetime(2026, 12, 15, 0, tzinfo=UTC)
+    while now <= end:
+        engine.tick(now)
+        now += timedelta(hours=1)
+    digests = of_kind(config, "digest")
+    got = []
+    for message in digests:
+        recipient = message["To"].addresses[0].addr_spec
+        zone = NEW_YORK if recipient == NICK else BERLIN
+        local = message["Date"].datetime.astimezone(zone)
+        text = message.get_body(("plain",)).get_content()
+        items = re.findall(r"^  - ([AN]-\d):", text, re.M)
+        got.append((recipient, local.strftime("%a %Y-%m-%d %H:%M"), items))
+        assert len(message["To"].addresses) == 1
+        assert "Late work, listed in the weekly digest" in text
+    assert sorted(got) == [
+        (ANN, "Mon 2026-12-07 08:00", ["A-1"]),
+        (ANN, "Mon 2026-12-14 08:00", ["A-2"]),
+        (NICK, "Mon 2026-12-07 08:00", ["N-1"]),
+    ]
+    # Digest items never go out as single emails; Carl, with nothing pending, gets nothing.
+    assert all(kind_of(m) == "digest" for _, m in delivered(config))
+
+
+# --- reloading the rules ----------------------------------------------------------------------------
+
+
+def test_bad_rules_edit_keeps_the_last_good_rules_until_fixed(tmp_path: Path, engines) -> None:
+    config = make_setup(tmp_path / "s", [row("A-1", "ann", "2026-12-01"), row("A-2", "ann", "2026-12-05")])
+    rules = config.parent / "rules.yaml"
+    engine = engines(config)
+    engine.tick(datetime(2026, 12, 2, 10, tzinfo=BERLIN))
+    assert len(of_kind(config, "reminder")) == 1
+
+    broken = LATE_RULE.replace("when: {status: open}", "when: {status: {bogus: open}}")
+    rules.write_text(broken, encoding="utf-8")
+    line = broken.splitlines().index("    when: {status: {bogus: open}}") + 1
+    engine.tick(datetime(2026, 12, 3, 10, tzinfo=BERLIN))
+    # The old rules still run: A-1 is repeated a day later.
+    reminders = [m for m in of_kind(config, "reminder") if str(m["X-Sopwatch-Action"]) == "A-1"]
+    assert [str(m["X-Sopwatch-Repeat"]) for m in reminders] == ["0", "1"]
+    admin = of_kind(config, "admin")
+    assert len(admin) == 1
+    body = admin[0].get_body(("plain",)).get_content()
+    assert re.search(rf"rules\.yaml:{line}:\d+: .*bogus", body), body
+
+    # Still broken at the next tick: no second admin message, notifications continue.
+    engine.tick(datetime(2026, 12, 6, 10, tzinfo=BERLIN))
+    assert len(of_kind(config, "admin")) == 1
+    assert any(str(m["X-Sopwatch-Action"]) == "A-2" for m in of_kind(config, "reminder"))
+
+    # Fixed: the new rules are loaded (a new rule id, a different severity).
+    rules.write_text(LATE_RULE.replace("id: late", "id: late-fixed"), encoding="utf-8")
+    engine.tick(datetime(2026, 12, 6, 11, tzinfo=BERLIN))
+    assert [r.id for r in engine.setup.rules] == ["late-fixed"]
+    fixed = [m for _, m in delivered(config) if str(m["X-Sopwatch-Rule"]) == "late-fixed"]
+    assert {str(m["X-Sopwatch-Action"]) for m in fixed} == {"A-1", "A-2"}
+    assert len(of_kind(config, "admin")) == 1
