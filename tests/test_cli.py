@@ -161,7 +161,9 @@ def test_default_config_is_config_yaml_in_the_working_folder(run_sopwatch, tmp_p
 def test_validate_reports_counts_of_the_example(run_sopwatch, example_copy: Path) -> None:
     out = ok(run_sopwatch("validate", "--config", "config.yaml", cwd=example_copy))
     *cycle_lines, summary = out.splitlines()
-    match = re.fullmatch(r"ok: (\d+) rules in (\d+) files, (\d+) actions, (\d+) people, (\d+) cycles", summary)
+    match = re.fullmatch(
+        r"ok: (\d+) rules in (\d+) files, (\d+) actions, (\d+) people, (\d+) cycles", summary
+    )
     assert match, out
     # validate lists the phases found per cycle; December 2026 starts on Tuesday the 1st, so
     # business days 1-3 of the template are 1-3 Dec.
