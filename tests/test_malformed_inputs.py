@@ -146,7 +146,7 @@ CASES = [
         CONFIG,
         replace("admin: sop-tooling@northwind.example", "admin: sop-tooling: northwind.example"),
         ": northwind.example",
-        "invalid YAML: mapping values are not allowed here",
+        "invalid YAML: mapping values are not allowed",
     ),
     case(
         "config-yaml-python-tag",

@@ -20,7 +20,12 @@ Path_ = tuple[str | int, ...]
 MAX_NODES = 1_000_000  # guards against alias bombs
 
 
-class _Loader(yaml.SafeLoader):
+# libyaml's parser keeps node positions and is ~10x faster on large people files; the resolvers
+# and constructors below stay the safe Python ones either way.
+_Base: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_Base):  # type: ignore[misc, valid-type]
     pass
 
 

@@ -6,9 +6,10 @@ which is why a simulation shows exactly what the daemon would send at the same i
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 from sopwatch.core.conditions import required_values
@@ -79,6 +80,8 @@ class Evaluation:
     episodes: tuple[Episode, ...]  # opened or updated, still open
     resolved: tuple[Episode, ...]
     deferred: int = 0  # proposals held back by max_messages_per_tick
+    plan: Plan | None = field(default=None, repr=False, compare=False)  # for the next evaluation
+    kept: tuple[_Proposal, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def sendable(self) -> tuple[Notification, ...]:
@@ -145,36 +148,170 @@ def observe(
     return records, changed
 
 
-def evaluate(snapshot: Snapshot, rules: RuleSet, env: Environment, state: State, now: datetime) -> Evaluation:
+class Plan:
+    """When each (rule, action) pair next needs a look, so a tick touches only what came due.
+
+    A pair's outcome can only change when its record, the rules, the environment or the silences
+    change, or when time reaches its next instant (fire_at, the next step, the next repeat, the end
+    of a silence). A plan is valid for one snapshot, rule set, environment and silence list (by
+    identity); ``evaluate`` consumes the plan it is given and returns its successor on the
+    Evaluation. Passing no plan means a full scan, with the same result.
+    """
+
+    def __init__(self, snapshot: Snapshot, rules: RuleSet, env: Environment, silences: tuple[Silence, ...]):
+        self.snapshot, self.rules, self.env, self.silences = snapshot, rules, env, silences
+        self.records: dict[str, Record] = {}
+        self.position: dict[str, int] = {}
+        self.queue: dict[str, list[tuple[datetime, int, str]]] = {rule.id: [] for rule in rules}
+        self.always: dict[str, set[str]] = {rule.id: set() for rule in rules}
+
+    def fits(
+        self, snapshot: Snapshot, rules: RuleSet, env: Environment, silences: tuple[Silence, ...]
+    ) -> bool:
+        return (
+            self.snapshot is snapshot
+            and self.rules is rules
+            and self.env is env
+            and self.silences == silences
+        )
+
+    def due(self, rule_id: str, now: datetime) -> list[str]:
+        """Pairs of this rule to look at now, in register order."""
+        queue, found = self.queue[rule_id], set(self.always[rule_id])
+        self.always[rule_id] = set()
+        while queue and queue[0][0] <= now:
+            found.add(heapq.heappop(queue)[2])
+        return sorted(found, key=self.position.__getitem__)
+
+    def schedule(self, rule_id: str, action_id: str, look: datetime | None) -> None:
+        if look is None:
+            self.always[rule_id].add(action_id)
+        elif look is not NEVER:
+            heapq.heappush(self.queue[rule_id], (look, self.position[action_id], action_id))
+
+
+NEVER = datetime.max.replace(tzinfo=UTC)  # nothing changes until the inputs do
+
+
+def evaluate(
+    snapshot: Snapshot,
+    rules: RuleSet,
+    env: Environment,
+    state: State,
+    now: datetime,
+    plan: Plan | None = None,
+) -> Evaluation:
     open_episodes = state.episodes
     by_rule: dict[str, dict[str, Episode]] = {}
     for episode in open_episodes.values():
         by_rule.setdefault(episode.rule, {})[episode.action] = episode
-    with_episode = frozenset(e.action for e in open_episodes.values())
-    records, observations = observe(snapshot, state, now, skip=env.terminal, keep=with_episode)
     silences = tuple(s for s in state.silences if now < s.ends_at)
+    full_scan = plan is None or not plan.fits(snapshot, rules, env, state.silences)
+    if full_scan:
+        with_episode = frozenset(e.action for e in open_episodes.values())
+        records, observations = observe(snapshot, state, now, skip=env.terminal, keep=with_episode)
+        plan = Plan(snapshot, rules, env, state.silences)
+        plan.records = records
+        plan.position = {action_id: index for index, action_id in enumerate(records)}
+    else:
+        assert plan is not None
+        records, observations = plan.records, {}
     proposals: list[_Proposal] = []
+    looks: list[tuple[Rule, str, Record, Episode | None, _Proposal | None]] = []
     for rule in rules:
         episodes = by_rule.get(rule.id, {})
-        # Rules nearly always pin status or kind: a set lookup skips most rows before the full test.
-        statuses = required_values(rule.when, "status")
-        kinds = required_values(rule.when, "kind")
-        for action_id, record in records.items():
+        candidates = _candidates(rule, records, episodes, env) if full_scan else plan.due(rule.id, now)
+        for action_id in candidates:
+            record = records[action_id]
             episode = episodes.get(action_id)
-            if episode is None:
-                if statuses is not None and record["status"] not in statuses:
-                    continue
-                if kinds is not None and record.get("kind") not in kinds:
-                    continue
-                if record["status"] in env.terminal:
-                    continue
             proposal = assess(rule, record, episode, env, state, silences, now)
             if proposal is not None:
                 proposals.append(proposal)
-        for action_id, episode in episodes.items():
-            if action_id not in snapshot.actions:
-                proposals.append(_resolve(rule, episode, "the action left the register", env, now))
-    return _commit(proposals, observations, env, now)
+            looks.append((rule, action_id, record, episode, proposal))
+        if full_scan:
+            for action_id, episode in episodes.items():
+                if action_id not in snapshot.actions:
+                    proposals.append(_resolve(rule, episode, "the action left the register", env, now))
+    evaluation = _commit(proposals, observations, env, now)
+    kept = {id(p) for p in evaluation.kept}
+    for rule, action_id, record, episode, proposal in looks:
+        if proposal is not None and id(proposal) not in kept:
+            plan.schedule(rule.id, action_id, None)  # deferred by the cap: look again next tick
+            continue
+        after = episode if proposal is None else (None if proposal.resolved else proposal.episode)
+        plan.schedule(rule.id, action_id, next_look(rule, record, after, env, silences, now))
+    return replace(evaluation, plan=plan, kept=())
+
+
+def _candidates(
+    rule: Rule, records: dict[str, Record], episodes: Mapping[str, Episode], env: Environment
+) -> list[str]:
+    """Actions a full scan must assess for ``rule``: open ones it could match, and its open episodes."""
+    # Rules nearly always pin status or kind: a set lookup skips most rows before the full test.
+    statuses = required_values(rule.when, "status")
+    kinds = required_values(rule.when, "kind")
+    terminal = env.terminal
+    found = []
+    for action_id, record in records.items():
+        if action_id not in episodes:
+            if statuses is not None and record["status"] not in statuses:
+                continue
+            if kinds is not None and record.get("kind") not in kinds:
+                continue
+            if record["status"] in terminal:
+                continue
+        found.append(action_id)
+    return found
+
+
+def next_look(
+    rule: Rule,
+    record: Record,
+    episode: Episode | None,
+    env: Environment,
+    silences: Iterable[Silence],
+    now: datetime,
+) -> datetime | None:
+    """The first instant after ``now`` at which this pair can change while the inputs stay the same.
+
+    None means "look every time" (the answer depends on ``now`` itself); NEVER means only a change
+    of the inputs can change it.
+    """
+    if rule.fire_at is not None and rule.fire_at.expression.anchor == "now":
+        return None
+    if record["status"] in env.terminal or not rule.matches(record):
+        return NEVER
+    if rule.fire_at is None:
+        if episode is None:
+            return None
+        fire_at = episode.fired_at
+    else:
+        computed = rule.fire_at.at(env.clock, record, env.cycles, now)
+        if computed is None:
+            return NEVER
+        if computed > now:
+            return computed
+        fire_at = computed
+    if episode is None:
+        start = env.start_instant
+        return NEVER if start is not None and fire_at < start else None
+    looks: list[datetime] = []
+    for step in rule.steps:
+        due = step_due(step, env.clock, fire_at)
+        if due > now:
+            looks.append(due)
+            break
+    step = current_step(rule, env.clock, fire_at, now)
+    if step is not None:
+        sent = episode.steps.get(step.index)
+        if sent is None or sent.sends == 0 or sent.silenced:
+            ends = [s.ends_at for s in silences if s.matches(rule.id, record, now)]
+            if not ends and (sent is None or sent.sends == 0):
+                return None  # due but not sent: look again next tick
+            looks.extend(ends)
+        if sent is not None and sent.sends and rule.repeat and step.via != "digest" and sent.last_sent:
+            looks.append(env.clock.add(sent.last_sent, rule.repeat))
+    return min(looks) if looks else NEVER
 
 
 def assess(
@@ -488,7 +625,7 @@ def _commit(
     notifications = tuple(n for p in kept for n in p.notifications)
     episodes = tuple(p.episode for p in kept if p.episode is not None)
     resolved = tuple(p.resolved for p in kept if p.resolved is not None)
-    return Evaluation(now, notifications, observations, episodes, resolved, deferred)
+    return Evaluation(now, notifications, observations, episodes, resolved, deferred, kept=tuple(kept))
 
 
 def apply(state: State, evaluation: Evaluation) -> State:

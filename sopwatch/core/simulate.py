@@ -32,7 +32,9 @@ def simulate(
 ) -> Iterator[Evaluation]:
     """One evaluation per tick, each applied to the state the next one sees."""
     current = state if state is not None else State()
+    plan = None  # the register stays as it is, so each tick looks only at pairs that came due
     for now in ticks(start, end, every):
-        evaluation = evaluate(snapshot, rules, env, current, now)
+        evaluation = evaluate(snapshot, rules, env, current, now, plan)
         current = apply(current, evaluation)
+        plan = evaluation.plan
         yield evaluation
