@@ -24,8 +24,9 @@ from sopwatch.adapters.state_store import Composed, OutboxRow, StateStore, outbo
 from sopwatch.config.loader import Setup, load_setup
 from sopwatch.core.conditions import compile_condition
 from sopwatch.core.digest import figures, parse_schedule, scope_of
-from sopwatch.core.evaluate import Evaluation, Notification, evaluate, observe
+from sopwatch.core.evaluate import Evaluation, Notification, Plan, apply, evaluate, observe
 from sopwatch.core.model import CANONICAL_FIELDS, OBSERVED_FIELDS, Action, Snapshot
+from sopwatch.core.state import Silence, State
 from sopwatch.daemon.inputs import SetupWatcher
 from sopwatch.delivery import OutgoingMessage, Transport, make_transport
 from sopwatch.delivery.retry import exhausted, next_attempt
@@ -92,9 +93,28 @@ class Engine:
         self._pending_admin: list[tuple[str, str]] = []
         self._templates_for: Setup | None = None
         self._templates: TemplateSet | None = None
+        self._state: State | None = None
+        self._state_setup: Setup | None = None
+        self._raw_silences: tuple[Silence, ...] = ()
+        self._plan: Plan | None = None
         self.metrics: EngineMetrics = NULL_METRICS  # Prometheus hooks; the daemon sets them
 
     # -- wiring ---------------------------------------------------------------------------
+
+    def _current_state(self, setup: Setup) -> State:
+        """The state as of the last commit, kept in memory: this daemon is its only writer.
+
+        Silences come from the CLI, so they are re-read every tick (a small table); they are
+        recompiled only when they changed, so the evaluation plan stays valid.
+        """
+        stored = tuple(self.store.silences())
+        if self._state is None or self._state_setup is not setup:
+            self._state = _with_silence_matchers(self.store.load(), setup)
+            self._state_setup, self._raw_silences = setup, stored
+        elif stored != self._raw_silences:
+            fresh = _with_silence_matchers(replace(self._state, silences=stored), setup)
+            self._state, self._raw_silences = fresh, stored
+        return self._state
 
     @property
     def templates(self) -> TemplateSet:
@@ -127,13 +147,14 @@ class Engine:
         report = TickReport(
             at=now, actions=len(snapshot), rules=len(setup.rules), problems=len(setup.problems)
         )
-        state = self.store.load()
-        state = _with_silence_matchers(state, setup)
+        state = self._current_state(setup)
+        plan, self._plan = self._plan, None  # kept only if this tick's commit succeeds
         started = time.perf_counter()
-        evaluation = evaluate(snapshot, setup.rules, setup.environment, state, now)
+        evaluation = evaluate(snapshot, setup.rules, setup.environment, state, now, plan)
         evaluated_in = time.perf_counter() - started
         composed = self._compose_all(evaluation, snapshot, now)
         report.enqueued = self.store.commit(evaluation, composed)
+        self._state, self._plan = apply(state, evaluation), evaluation.plan
         self.metrics.evaluated(evaluation, evaluated_in)
         report.notifications = len(evaluation.notifications)
         report.silenced = sum(1 for n in evaluation.notifications if n.silenced_by)
@@ -177,7 +198,7 @@ class Engine:
         items = self.store.digest_items()
         if not items:
             return 0
-        open_episodes = {e.id for e in self.store.load().episodes.values()}
+        open_episodes = {e.id for e in self._current_state(setup).episodes.values()}
         by_recipient: dict[str, list[dict[str, Any]]] = defaultdict(list)
         expired = []
         for item in items:
@@ -204,7 +225,7 @@ class Engine:
                     continue
                 listed = [i for i in pending if datetime.fromisoformat(i["at"]) <= slot]
                 if records is None:
-                    records = _records(snapshot, self.store, now)
+                    records = _records(snapshot, self._current_state(setup), now)
                 fig = figures(
                     records,
                     scope_of(person, env.directory),
@@ -375,9 +396,9 @@ def _with_silence_matchers(state: Any, setup: Setup) -> Any:
     return replace(state, silences=tuple(silences))
 
 
-def _records(snapshot: Snapshot, store: StateStore, now: datetime) -> list[dict[str, Any]]:
+def _records(snapshot: Snapshot, state: State, now: datetime) -> list[dict[str, Any]]:
     """Register fields plus the observed instants, for the digest figures."""
-    records, _ = observe(snapshot, store.load(), now)
+    records, _ = observe(snapshot, state, now)
     return list(records.values())
 
 
