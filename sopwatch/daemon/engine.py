@@ -9,11 +9,13 @@ import asyncio
 import hashlib
 import logging
 import random
+import shutil
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, parseaddr
@@ -30,6 +32,7 @@ from sopwatch.core.state import Silence, State
 from sopwatch.daemon.inputs import SetupWatcher
 from sopwatch.delivery import OutgoingMessage, Transport, make_transport
 from sopwatch.delivery.retry import exhausted, next_attempt
+from sopwatch.messages.context import sample_context
 from sopwatch.messages.email import Composed as ComposedEmail
 from sopwatch.messages.email import DigestItem, compose, compose_digest
 from sopwatch.messages.render import one_line
@@ -40,6 +43,9 @@ log = logging.getLogger("sopwatch")
 
 # Outbox rows per transport batch; the results of a batch are stored when it completes.
 DELIVERY_BATCH = 50
+
+# A fixed instant for rendering template overrides with a sample context when validating them.
+_SAMPLE_NOW = datetime(2026, 12, 9, 10, 0, tzinfo=UTC)
 
 # Lets the demo play register edits over time; the daemon uses the register as read.
 SnapshotHook = Callable[[Snapshot, datetime], Snapshot]
@@ -93,6 +99,7 @@ class Engine:
         self._pending_admin: list[tuple[str, str]] = []
         self._templates_for: Setup | None = None
         self._templates: TemplateSet | None = None
+        self._templates_copy: Path | None = None
         self._state: State | None = None
         self._state_setup: Setup | None = None
         self._raw_silences: tuple[Silence, ...] = ()
@@ -118,12 +125,36 @@ class Engine:
 
     @property
     def templates(self) -> TemplateSet:
+        """The template overrides as last validated; a broken edit keeps the last good copy."""
         if self._templates is None or self._templates_for is not self.setup:
+            self._templates_for = self.setup
             config = self.setup.loaded.config
             folder = self.setup.loaded.path(config.templates) if config.templates else None
-            self._templates = TemplateSet(folder if folder and folder.is_dir() else None)
-            self._templates_for = self.setup
+            if folder is None or not folder.is_dir():
+                self._adopt_templates(TemplateSet(None), None)
+            else:
+                # Render from a private copy: an edit in progress on disk never reaches a message.
+                copy = Path(tempfile.mkdtemp(prefix="sopwatch-templates-"))
+                shutil.copytree(folder, copy, dirs_exist_ok=True)
+                candidate = TemplateSet(copy)
+                sample = sample_context(
+                    org_name=_org_name(self.sender), org_tz=self.setup.loaded.tz, now=_SAMPLE_NOW
+                )
+                problems = candidate.validate(sample)
+                if problems and self._templates is not None:
+                    shutil.rmtree(copy, ignore_errors=True)
+                    text = "\n".join(str(p).replace(str(copy), str(folder)) for p in problems)
+                    log.error("rejected the template edit, keeping the last good templates:\n%s", text)
+                    self._admin("template edit rejected, keeping the last good templates", text)
+                else:
+                    self._adopt_templates(candidate, copy)
+        assert self._templates is not None
         return self._templates
+
+    def _adopt_templates(self, templates: TemplateSet, copy: Path | None) -> None:
+        if self._templates_copy is not None:
+            shutil.rmtree(self._templates_copy, ignore_errors=True)
+        self._templates, self._templates_copy = templates, copy
 
     @property
     def sender(self) -> str:
@@ -135,6 +166,8 @@ class Engine:
         finally:
             self.loop.close()
             self.store.close()
+            if self._templates_copy is not None:
+                shutil.rmtree(self._templates_copy, ignore_errors=True)
 
     # -- the tick -------------------------------------------------------------------------
 
