@@ -104,7 +104,9 @@ def _load_state(setup: Setup) -> State:
 def validate(obj: Context) -> None:
     """Check config, rules, directory, calendar and register; list every problem."""
     setup = obj.setup
-    problems = [*setup.problems, *_template_problems(setup)]
+    from sopwatch.daemon.policy import domain_problems
+
+    problems = [*setup.problems, *domain_problems(setup), *_template_problems(setup)]
     for problem in problems:
         click.echo(str(problem))
     env = setup.environment
@@ -142,7 +144,8 @@ def check(obj: Context, at_text: str | None, as_json: bool) -> None:
     setup = obj.setup
     warn_problems(setup)
     now = obj.instant(at_text)
-    result = evaluate(setup.snapshot, setup.rules, setup.environment, _load_state(setup), now)
+    state = _load_state(setup)
+    result = evaluate(setup.snapshot, setup.rules, setup.environment, state, now, plan_ahead=False)
     _print_notifications(setup, result.notifications, as_json)
     if result.deferred:
         click.echo(f"note: {result.deferred} more wait for the next tick (max_messages_per_tick)", err=True)

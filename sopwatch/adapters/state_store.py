@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS digests_sent (
     digest TEXT NOT NULL, recipient TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY (digest, recipient)
 );
 CREATE TABLE IF NOT EXISTS heartbeat (id INTEGER PRIMARY KEY CHECK (id = 1), at TEXT NOT NULL, summary TEXT);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 PENDING = ("pending", "retry")
@@ -59,6 +60,9 @@ class Composed:
     sender: str
     recipients: tuple[str, ...]
     data: bytes
+    # Recipients taken out before sending (allowed_domains), with why; stored as refused.
+    refused: tuple[tuple[str, str], ...] = ()
+    error: str | None = None  # why a message has no recipient left: its row's last_error
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,8 +260,9 @@ class StateStore:
                     status = "pending"
                 cursor = db.execute(
                     "INSERT OR IGNORE INTO outbox (key, episode, step, repeat, kind, channel, rule, action,"
-                    " recipients, created_at, not_before, status, notification, sender, pending_to, message)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " recipients, created_at, not_before, status, notification, sender, pending_to, message,"
+                    " refused, last_error)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         key,
                         n.episode,
@@ -275,6 +280,8 @@ class StateStore:
                         message.sender if message else None,
                         json.dumps(message.recipients) if message else None,
                         message.data if message else None,
+                        json.dumps(dict(message.refused)) if message else "{}",
+                        message.error if message else None,
                     ),
                 )
                 enqueued += cursor.rowcount
@@ -390,6 +397,17 @@ class StateStore:
 
     def beat(self, now: datetime, summary: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO heartbeat VALUES (1, ?, ?)", (_iso(now), summary))
+
+    def meta(self, key: str) -> str | None:
+        """A small named value the daemon keeps across restarts (e.g. the register guard's count)."""
+        try:
+            row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        except sqlite3.OperationalError:  # a read-only store of an older state file
+            return None
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     def last_beat(self) -> datetime | None:
         row = self.db.execute("SELECT at FROM heartbeat WHERE id = 1").fetchone()

@@ -87,6 +87,15 @@ class RegisterConfig(Strict):
     )
     encoding: str = Field("utf-8-sig", description="CSV text encoding.")
     delimiter: str = Field(",", min_length=1, max_length=1, description="CSV field delimiter.")
+    max_shrink: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Shrink guard: the daemon refuses a new register snapshot with more than this "
+        "fraction fewer actions than the last accepted one (an empty register after a non-empty one "
+        "too), keeps the last accepted one and tells the admin; 1 turns the guard off.",
+        examples=[0.5],
+    )
 
     @field_validator("date_format")
     @classmethod
@@ -271,6 +280,10 @@ class MetricsConfig(Strict):
     )
 
 
+# A domain (example.com, localhost), or a leading dot for its subdomains (.example.com); IDNs as written or punycode.
+_DOMAIN = re.compile(r"^\.?[^\s@.,;:<>()\[\]\\\"']+(\.[^\s@.,;:<>()\[\]\\\"']+)*$")
+
+
 class Config(Strict):
     """sopwatch's config file. Paths are relative to the config file's folder."""
 
@@ -315,7 +328,12 @@ class Config(Strict):
         examples=["2026-12-01"],
     )
     allowed_domains: list[str] | None = Field(
-        None, description="Refuse and report any recipient outside these domains.", examples=[["example.com"]]
+        None,
+        min_length=1,
+        description="Refuse and report any recipient outside these domains (case-insensitive). "
+        "example.com allows exactly example.com; .example.com allows its subdomains (not example.com "
+        "itself: list both for both).",
+        examples=[["example.com", ".example.com"]],
     )
     terminal_statuses: list[str] | None = Field(
         None,
@@ -344,6 +362,26 @@ class Config(Strict):
         examples=[[{"id": "weekly", "schedule": "mon 08:00"}]],
     )
     metrics: MetricsConfig | None = Field(None, description=MetricsConfig.__doc__, examples=[{"port": 9464}])
+
+    @field_validator("allowed_domains")
+    @classmethod
+    def _allowed_domains(cls, value: list[str] | None) -> list[str] | None:
+        """Normalised to lower case without a trailing dot; a typo here would refuse everyone."""
+        if value is None:
+            return value
+        domains = []
+        for entry in value:
+            domain = entry.strip().lower().rstrip(".")
+            if "@" in domain:
+                raise ValueError(
+                    f"{entry!r} is an address: write its domain, e.g. {domain.rpartition('@')[2]!r}"
+                )
+            if domain.startswith("*."):
+                raise ValueError(f"{entry!r}: write {domain[1:]!r} to allow the subdomains of {domain[2:]!r}")
+            if not _DOMAIN.match(domain):
+                raise ValueError(f"{entry!r} is not a domain such as example.com or .example.com")
+            domains.append(domain)
+        return domains
 
 
 class CalendarHoldSpec(Strict):

@@ -367,13 +367,15 @@ def predicate(condition: Condition) -> Callable[[Record], bool]:
         return lambda record: not inner(record)
     if isinstance(condition, (AllOf, AnyOf)):
         parts = [predicate(part) for part in condition.parts]
-        combine = all if isinstance(condition, AllOf) else any
-        if len(parts) == 1:
-            return parts[0]
-        if len(parts) == 2:
-            first, second = parts
-            if isinstance(condition, AllOf):
-                return lambda record: first(record) and second(record)
-            return lambda record: first(record) or second(record)
-        return lambda record: combine(part(record) for part in parts)
+        return _fold(parts, isinstance(condition, AllOf))
     return condition.test
+
+
+def _fold(parts: list[Callable[[Record], bool]], conjunction: bool) -> Callable[[Record], bool]:
+    """``a and b and c`` as nested two-way closures: no generator per call."""
+    if len(parts) == 1:
+        return parts[0]
+    first, rest = parts[0], _fold(parts[1:], conjunction)
+    if conjunction:
+        return lambda record: first(record) and rest(record)
+    return lambda record: first(record) or rest(record)

@@ -200,7 +200,10 @@ def evaluate(
     state: State,
     now: datetime,
     plan: Plan | None = None,
+    *,
+    plan_ahead: bool = True,
 ) -> Evaluation:
+    """What is due at ``now``; ``plan_ahead=False`` skips planning a next tick that will not come."""
     open_episodes = state.episodes
     by_rule: dict[str, dict[str, Episode]] = {}
     for episode in open_episodes.values():
@@ -233,6 +236,8 @@ def evaluate(
                 if action_id not in snapshot.actions:
                     proposals.append(_resolve(rule, episode, "the action left the register", env, now))
     evaluation = _commit(proposals, observations, env, now)
+    if not plan_ahead:
+        return replace(evaluation, kept=())
     kept = {id(p) for p in evaluation.kept}
     for rule, action_id, record, episode, proposal in looks:
         if proposal is not None and id(proposal) not in kept:

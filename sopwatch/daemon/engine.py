@@ -29,7 +29,9 @@ from sopwatch.core.digest import figures, parse_schedule, scope_of
 from sopwatch.core.evaluate import Evaluation, Notification, Plan, apply, evaluate, observe
 from sopwatch.core.model import CANONICAL_FIELDS, OBSERVED_FIELDS, Action, Snapshot
 from sopwatch.core.state import Silence, State
+from sopwatch.daemon.guard import RegisterGuard
 from sopwatch.daemon.inputs import SetupWatcher
+from sopwatch.daemon.policy import filter_notification, is_allowed, refusal_reason
 from sopwatch.delivery import OutgoingMessage, Transport, make_transport
 from sopwatch.delivery.retry import exhausted, next_attempt
 from sopwatch.messages.context import sample_context
@@ -97,6 +99,8 @@ class Engine:
         self.transport = transport or make_transport(loaded.config.delivery, loaded.base_dir, environ)
         self.loop = asyncio.new_event_loop()
         self._pending_admin: list[tuple[str, str]] = []
+        self.guard = RegisterGuard(self.store, self._admin)  # the register shrink guard
+        self._refusals_reported: set[tuple[int, str]] = set()  # digest items, told once
         self._templates_for: Setup | None = None
         self._templates: TemplateSet | None = None
         self._templates_copy: Path | None = None
@@ -172,7 +176,11 @@ class Engine:
     # -- the tick -------------------------------------------------------------------------
 
     def tick(self, now: datetime) -> TickReport:
-        self.setup = self.watcher.current()
+        loaded = self.watcher.current()
+        admitted = self.guard.admit(loaded)  # the last accepted setup while a shrunken register is refused
+        if admitted is None:
+            return self._deliver_only(loaded, now)
+        self.setup = admitted
         setup = self.setup
         snapshot = setup.snapshot
         if self.snapshot_hook is not None:
@@ -207,18 +215,48 @@ class Engine:
         self.store.beat(now, report.line())
         return report
 
+    def _deliver_only(self, loaded: Setup, now: datetime) -> TickReport:
+        """No register accepted yet (the guard refused the first one): deliver, tell, evaluate nothing."""
+        self.setup = loaded  # for its config: admin, sender
+        report = TickReport(at=now, problems=len(loaded.problems))
+        self._flush_admin(now)
+        self.deliver(now, report)
+        self.store.beat(now, report.line() + " (register refused: nothing evaluated)")
+        return report
+
     def _compose_all(self, evaluation: Evaluation, snapshot: Snapshot, now: datetime) -> dict[str, Composed]:
         setup = self.setup
+        allowed = setup.loaded.config.allowed_domains
         composed: dict[str, Composed] = {}
+        refusals: list[str] = []
         for n in evaluation.sendable:
             if n.channel == "digest":
                 continue
-            result = compose_notification(setup, self.templates, n, snapshot.actions.get(n.action), now)
+            key = outbox_key(n)
+            # allowed_domains: a refused address leaves the envelope, the headers and the invite.
+            filtered = filter_notification(n, allowed)
+            recipients = filtered.recipients
+            refused: tuple[tuple[str, str], ...] = ()
+            if filtered.refused:
+                why = refusal_reason(allowed or [])
+                refused = tuple((address, why) for address in filtered.refused)
+                line = f"{n.rule} / {n.action} ({n.kind}, step {n.step}): not sent to {', '.join(filtered.refused)}, {why}"
+                if not recipients:
+                    line += "; no recipient left, marked failed"
+                log.error("recipient refused for outbox key %s: %s", key, line)
+                refusals.append(line)
+                if not recipients:
+                    error = f"no recipient left: every one is {why}"
+                    composed[key] = Composed(_address(self.sender), (), b"", refused, error)
+                    continue
+            action = snapshot.actions.get(n.action)
+            result = compose_notification(setup, self.templates, filtered.notification, action, now)
             if result.fallback_reason:
                 log.error("template failed for %s, used the built-in: %s", n.key, result.fallback_reason)
                 self._admin(f"template failed: {n.template}", result.fallback_reason)
-            recipients = tuple(dict.fromkeys((*n.to, *n.cc)))
-            composed[outbox_key(n)] = Composed(_address(self.sender), recipients, result.message.as_bytes())
+            composed[key] = Composed(_address(self.sender), recipients, result.message.as_bytes(), refused)
+        if refusals:
+            self._admin("recipients refused (allowed_domains)", "\n".join(refusals))
         return composed
 
     # -- digests --------------------------------------------------------------------------
@@ -238,7 +276,12 @@ class Engine:
             if item["episode"] not in open_episodes:
                 expired.append(item["id"])  # resolved before any digest listed it
                 continue
-            for address in item["to"]:
+            to = [a for a in item["to"] if is_allowed(a, config.allowed_domains)]
+            if len(to) < len(item["to"]):
+                self._digest_refusal(item, to)
+                if not to:
+                    expired.append(item["id"])  # nobody it may go to: not kept pending forever
+            for address in to:
                 by_recipient[address].append(item)
         if expired:
             self.store.mark_digested(expired, now)
@@ -344,6 +387,18 @@ class Engine:
     def _admin(self, subject: str, text: str) -> None:
         self._pending_admin.append((subject, text))
 
+    def _digest_refusal(self, item: Mapping[str, Any], kept: list[str]) -> None:
+        new = [a for a in item["to"] if a not in kept and (item["id"], a) not in self._refusals_reported]
+        if not new:
+            return
+        self._refusals_reported.update((item["id"], a) for a in new)
+        why = refusal_reason(self.setup.loaded.config.allowed_domains or [])
+        line = f"{item['rule']} / {item['action']} (digest item): not listed for {', '.join(new)}, {why}"
+        if not kept:
+            line += "; no recipient left, dropped"
+        log.error("digest recipient refused: %s", line)
+        self._admin("recipients refused (allowed_domains)", line)
+
     def _admin_row(self, row: OutboxRow, reasons: str) -> None:
         if not row.key.startswith("admin:"):
             self._admin(f"delivery failed: {row.key}", reasons)
@@ -352,6 +407,11 @@ class Engine:
         admin = self.setup.loaded.config.admin
         pending, self._pending_admin = self._pending_admin, []
         if not admin:
+            return
+        allowed = self.setup.loaded.config.allowed_domains
+        if pending and not is_allowed(admin, allowed):
+            why = refusal_reason(allowed or [])
+            log.error("admin %s is %s: %d admin notices not sent", admin, why, len(pending))
             return
         for subject, text in pending:
             message = EmailMessage(policy=SMTP)
