@@ -47,7 +47,10 @@ def explain(
         episode = state.episodes.get((rule.id, action_id))
         fire_at, reason = firing(rule, record, episode, env, now)
         computed_fire_at = fire_at
-        if fire_at is None and rule.fire_at is not None and record["status"] not in env.terminal:
+        waiting = record["status"] not in env.terminal and rule.matches(record)
+        if fire_at is None and rule.fire_at is not None and waiting:
+            # It matches but fire_at is still ahead: show when it will fire. A rule that does
+            # not match shows no instants, which would read as a promise.
             computed_fire_at = rule.fire_at.at(env.clock, record, env.cycles, now)
         steps = []
         for step in rule.steps:
