@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test lint format bench faults clean
 
 install: $(STAMP)
 
@@ -21,15 +21,18 @@ test: install lint
 	$(BIN)/pytest
 
 lint: install
-	$(BIN)/ruff check sopwatch tests bench
-	$(BIN)/ruff format --check sopwatch tests bench
+	$(BIN)/ruff check sopwatch tests bench faults
+	$(BIN)/ruff format --check sopwatch tests bench faults
 
 format: install
-	$(BIN)/ruff check --fix sopwatch tests bench
-	$(BIN)/ruff format sopwatch tests bench
+	$(BIN)/ruff check --fix sopwatch tests bench faults
+	$(BIN)/ruff format sopwatch tests bench faults
 
 bench: install
 	$(BIN)/python bench/run.py
+
+faults: install
+	$(BIN)/python faults/run.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -26,6 +27,12 @@ from sopwatch.core.rules import RuleSet
 from sopwatch.core.timeexpr import Clock, Duration, ExpressionError, parse_duration
 from sopwatch.errors import ConfigError, ProblemList, SopwatchError
 from sopwatch.timeparse import interval_seconds
+
+# csv's default cell limit (128 KiB) made one oversized cell (a pasted document in a title) fail
+# the whole register as "malformed CSV". Cells up to 256 MiB are read; the register stays usable.
+# (Process-wide; it belongs next to the CSV reader in adapters/register.py.)
+CSV_FIELD_LIMIT = 256 * 1024 * 1024
+csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
 
 
 @dataclass(frozen=True)

@@ -280,7 +280,7 @@ class MetricsConfig(Strict):
     )
 
 
-# A domain (example.com, localhost), or a leading dot for its subdomains (.example.com); IDNs as written or punycode.
+# A domain (example.com, localhost), or a leading dot for its subdomains (.example.com).
 _DOMAIN = re.compile(r"^\.?[^\s@.,;:<>()\[\]\\\"']+(\.[^\s@.,;:<>()\[\]\\\"']+)*$")
 
 

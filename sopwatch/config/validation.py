@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -13,8 +14,15 @@ from sopwatch.errors import ConfigError, ProblemList
 M = TypeVar("M", bound=BaseModel)
 
 
+_PLAIN_KEY = re.compile(r"^[\w-]+$")
+
+
 def _dotted(path: Path_) -> str:
-    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+    """``rules[0].escalation``; a key that is not a plain word (a line break, a dot) shows quoted."""
+    return "".join(
+        f"[{p}]" if isinstance(p, int) else f".{p}" if _PLAIN_KEY.fullmatch(str(p)) else f"[{str(p)!r}]"
+        for p in path
+    ).lstrip(".")
 
 
 def _known_keys(model: type[BaseModel], path: Path_) -> list[str]:

@@ -107,8 +107,18 @@ def load_yaml_text(text: str, path: str) -> LocatedDocument:
             if mark is None:
                 raise ConfigError(message, Location(path)) from None
             raise ConfigError(message, Location(path, mark.line + 1, mark.column + 1)) from None
+        except yaml.reader.ReaderError as exc:
+            # libyaml counts bytes of UTF-8, the Python reader counts characters.
+            if _Base is yaml.SafeLoader:
+                before = text[: exc.position]
+            else:
+                before = text.encode("utf-8")[: exc.position].decode("utf-8", "ignore")
+            line, col = before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
+            code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+            message = f"invalid YAML: control character U+{code:04X} is not allowed"
+            raise ConfigError(message, Location(path, line, col)) from None
         except yaml.YAMLError as exc:
-            raise ConfigError(f"invalid YAML: {exc}", Location(path)) from None
+            raise ConfigError(f"invalid YAML: {' '.join(str(exc).split())}", Location(path)) from None
         doc = LocatedDocument(path=path, data=None)
         if root is None or (isinstance(root, yaml.ScalarNode) and root.tag == "tag:yaml.org,2002:null"):
             doc.data = {}

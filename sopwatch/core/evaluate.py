@@ -373,6 +373,9 @@ def firing(
     if fire_at is None:
         return None, f"{rule.fire_at.expression.anchor} is empty"
     if fire_at > now:
+        if episode is not None and fire_at == episode.fired_at:
+            # The wall clock went back, fire_at did not move: the episode stays open, sends nothing.
+            return fire_at, None
         return None, f"fire_at {fire_at.isoformat()} is in the future"
     return fire_at, None
 

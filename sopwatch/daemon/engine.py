@@ -36,8 +36,7 @@ from sopwatch.delivery import OutgoingMessage, Transport, make_transport
 from sopwatch.delivery.retry import exhausted, next_attempt
 from sopwatch.messages.context import sample_context
 from sopwatch.messages.email import Composed as ComposedEmail
-from sopwatch.messages.email import DigestItem, compose, compose_digest
-from sopwatch.messages.render import one_line
+from sopwatch.messages.email import DigestItem, compose, compose_digest, header_text
 from sopwatch.messages.templates import TemplateSet
 from sopwatch.observability import NULL_METRICS, EngineMetrics
 
@@ -240,7 +239,10 @@ class Engine:
             if filtered.refused:
                 why = refusal_reason(allowed or [])
                 refused = tuple((address, why) for address in filtered.refused)
-                line = f"{n.rule} / {n.action} ({n.kind}, step {n.step}): not sent to {', '.join(filtered.refused)}, {why}"
+                line = (
+                    f"{n.rule} / {n.action} ({n.kind}, step {n.step}): "
+                    f"not sent to {', '.join(filtered.refused)}, {why}"
+                )
                 if not recipients:
                     line += "; no recipient left, marked failed"
                 log.error("recipient refused for outbox key %s: %s", key, line)
@@ -415,9 +417,10 @@ class Engine:
             return
         for subject, text in pending:
             message = EmailMessage(policy=SMTP)
-            message["From"] = self.sender
-            message["To"] = admin
-            message["Subject"] = one_line(f"[sopwatch] {subject}")
+            # Header values from config and data: one line, encoded words defused (never a new header).
+            message["From"] = header_text(self.sender, 1000)
+            message["To"] = header_text(admin, 1000)
+            message["Subject"] = header_text(f"[sopwatch] {subject}")
             message["Date"] = format_datetime(now)
             message["Auto-Submitted"] = "auto-generated"
             message["X-Auto-Response-Suppress"] = "OOF, AutoReply"

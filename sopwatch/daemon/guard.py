@@ -154,12 +154,20 @@ def half_written(setup: Setup) -> str | None:
         if "unexpected end of data" in str(exc):
             return f"{path} ends inside a quoted value without a line break: it looks half-written"
     try:
-        rows = [row for row in csv.reader(io.StringIO(content), delimiter=cfg.delimiter) if row]
+        every_row = list(csv.reader(io.StringIO(content), delimiter=cfg.delimiter))
     except csv.Error:
         return None  # malformed, not cut off: the loader reports it
+    rows = [row for row in every_row if row]
     if len(rows) >= 2 and len(rows[-1]) < len(rows[0]):
         return (
             f"{path} ends without a line break in a row with {len(rows[-1])} of {len(rows[0])} "
             "columns: it looks half-written (if it is complete, end it with a line break)"
+        )
+    # Cut inside its last column: every column is there but the last row does not load.
+    last = len(every_row)
+    if any(problem.location is not None and problem.location.row == last for problem in setup.problems):
+        return (
+            f"{path} ends without a line break in a row that does not load: it looks half-written "
+            "(if it is complete, end it with a line break)"
         )
     return None

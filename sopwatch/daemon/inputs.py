@@ -60,26 +60,42 @@ class SetupWatcher:
         self.rejected: Fingerprint = ()
 
     def current(self) -> Setup:
+        before: Fingerprint = ()
         if self.setup is not None:
-            fingerprint = tuple(_stat(p) for p in watched_files(self.setup, self.config_path))
-            if fingerprint == self.fingerprint or fingerprint == self.rejected:
+            before = tuple(_stat(p) for p in watched_files(self.setup, self.config_path))
+            if before == self.fingerprint or before == self.rejected:
                 return self.setup
         try:
             setup = self.loader(self.config_path)
         except SopwatchError as exc:
             if self.setup is None:
                 raise  # nothing good to keep: the daemon cannot start
+            if _changed(before, tuple(_stat(p) for p in watched_files(self.setup, self.config_path))):
+                log.warning("a file changed while it was read; reading it again at the next tick")
+                return self.setup
             message = _describe(exc)
-            self.rejected = tuple(_stat(p) for p in watched_files(self.setup, self.config_path))
+            self.rejected = before
             log.error("rejected the new configuration, keeping the last good one:\n%s", message)
             self.on_rejected(message)
+            return self.setup
+        after = tuple(_stat(p) for p in watched_files(setup, self.config_path))
+        if self.setup is not None and _changed(before, after):
+            # Written while it was read (a register still being saved): what was read may be half a
+            # file. Keep the last good setup; the fingerprint still differs, so the next tick reads again.
+            log.warning("a file changed while it was read; reading it again at the next tick")
             return self.setup
         if self.setup is not None:
             log.info("reloaded the configuration from %s", self.config_path)
         self.setup = setup
-        self.fingerprint = tuple(_stat(p) for p in watched_files(setup, self.config_path))
+        self.fingerprint = after
         self.rejected = ()
         return setup
+
+
+def _changed(before: Fingerprint, after: Fingerprint) -> bool:
+    """Whether a file stat'ed in ``before`` looks different in ``after``."""
+    earlier = {entry[0]: entry for entry in before}
+    return any(entry[0] in earlier and earlier[entry[0]] != entry for entry in after)
 
 
 def _describe(exc: SopwatchError) -> str:

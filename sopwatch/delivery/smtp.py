@@ -170,6 +170,11 @@ class SmtpTransport:
             # MAIL FROM or DATA refused: the whole message, whatever the recipients.
             text = self._scrub(_reply(exc))
             log.warning("message %d refused: %s", message.id, text)
+            if exc.code == 421:
+                # "Closing transmission channel": aiosmtplib closes on a 421 to most commands but
+                # not to the end of DATA. Sending the next message into a channel the server is
+                # closing can lose its 250, and the retry then delivers it twice.
+                client.close()
             permanent = is_permanent(exc.code) and exc.code not in SESSION_REFUSALS
             return SendResult(message.id, error=text, error_permanent=permanent)
         except (aiosmtplib.SMTPNotSupported, ValueError) as exc:
