@@ -362,6 +362,8 @@ def fmt(value: float | None, unit: str) -> str:
         return f"{value:.3f} s" if value < 10 else f"{value:.1f} s"
     if unit == "MiB":
         return f"{value:.0f} MiB"
+    if unit == "msg/s":
+        return f"{value:.0f} msg/s"
     return f"{value:.1f}x"
 
 
@@ -403,6 +405,68 @@ def machine() -> dict[str, Any]:
     }
 
 
+def bench_delivery(count: int) -> Row:
+    """SMTP throughput to a loopback aiosmtpd: the daemon's transport (one connection per worker per
+    slice of DELIVERY_BATCH rows, 4 workers) beside a new smtplib connection per message."""
+    import asyncio
+    import smtplib
+    import socket
+
+    from aiosmtpd.controller import Controller
+
+    from sopwatch.daemon.engine import DELIVERY_BATCH
+    from sopwatch.delivery import OutgoingMessage
+    from sopwatch.delivery.smtp import SmtpTransport
+
+    class Counter:
+        received = 0
+
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            Counter.received += 1
+            return "250 OK"
+
+    with socket.socket() as probe:  # a free port on loopback
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(Counter(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        body = (
+            b"From: a@example.com\r\nTo: b@example.com\r\nSubject: bench\r\n\r\n" + (b"x" * 70 + b"\r\n") * 30
+        )
+        messages = [OutgoingMessage(i, "a@example.com", ("b@example.com",), body) for i in range(count)]
+        transport = SmtpTransport("127.0.0.1", port, starttls=False, tls=False)
+        loop = asyncio.new_event_loop()
+        t0 = time.perf_counter()
+        for start in range(0, count, DELIVERY_BATCH):
+            loop.run_until_complete(transport.send_batch(messages[start : start + DELIVERY_BATCH]))
+        ours = count / (time.perf_counter() - t0)
+        loop.run_until_complete(transport.close())
+        loop.close()
+        naive_count = min(count, 500)  # a connection per message is slow; its rate is steady
+        t0 = time.perf_counter()
+        for _ in range(naive_count):
+            with smtplib.SMTP("127.0.0.1", port) as client:
+                client.sendmail("a@example.com", ["b@example.com"], body)
+        naive = naive_count / (time.perf_counter() - t0)
+    finally:
+        controller.stop()
+    if Counter.received != count + naive_count:
+        raise RuntimeError(f"the server received {Counter.received} of {count + naive_count} messages")
+    log(f"delivery {size_label(count)}: {ours:.0f} msg/s (naive {naive:.0f} msg/s)")
+    return Row(
+        f"delivery.{count}",
+        f"SMTP delivery {size_label(count)} messages to loopback aiosmtpd",
+        ours,
+        "msg/s",
+        baseline=naive,
+        baseline_label="new smtplib connection per message",
+        ratio=ours / naive,
+        target=">= 300 msg/s and >= 10x",
+        met=ours >= 300 and ours / naive >= 10,
+    )
+
+
 # --- main --------------------------------------------------------------------------------------------
 
 
@@ -436,6 +500,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tick_n = 10_000 if args.quick else 100_000
     rows += bench_tick(generate(tick_n, CHECK_RULES, args.data, SEED, sources=["csv"])["csv"], args.runs)
+    rows += [bench_delivery(n) for n in ((1_000,) if args.quick else (1_000, 10_000))]
 
     rows += rss_rows(checks, 10_000 if args.quick else 100_000)
     if args.full:
