@@ -405,12 +405,15 @@ def machine() -> dict[str, Any]:
     }
 
 
-def bench_delivery(count: int) -> Row:
+def bench_delivery(count: int, starttls: bool = False) -> Row:
     """SMTP throughput to a loopback aiosmtpd: the daemon's transport (one connection per worker per
-    slice of DELIVERY_BATCH rows, 4 workers) beside a new smtplib connection per message."""
+    slice of DELIVERY_BATCH rows, 4 workers) beside a new smtplib connection per message.
+
+    With ``starttls`` both sides negotiate TLS with a throwaway CA, as a real relay would ask."""
     import asyncio
     import smtplib
     import socket
+    import tempfile
 
     from aiosmtpd.controller import Controller
 
@@ -428,14 +431,23 @@ def bench_delivery(count: int) -> Row:
     with socket.socket() as probe:  # a free port on loopback
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    controller = Controller(Counter(), hostname="127.0.0.1", port=port)
+    certs = None
+    tls_args: dict[str, Any] = {}
+    if starttls:
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+        from smtp_server import make_certs  # the test suite's throwaway CA
+
+        certs = make_certs(Path(tempfile.mkdtemp(prefix="sopwatch-bench-certs-")))
+        tls_args = {"tls_context": certs.server_context(), "require_starttls": True}
+    controller = Controller(Counter(), hostname="127.0.0.1", port=port, **tls_args)
     controller.start()
     try:
         body = (
             b"From: a@example.com\r\nTo: b@example.com\r\nSubject: bench\r\n\r\n" + (b"x" * 70 + b"\r\n") * 30
         )
         messages = [OutgoingMessage(i, "a@example.com", ("b@example.com",), body) for i in range(count)]
-        transport = SmtpTransport("127.0.0.1", port, starttls=False, tls=False)
+        client_context = certs.client_context() if certs else None
+        transport = SmtpTransport("127.0.0.1", port, starttls=starttls, tls=False, tls_context=client_context)
         loop = asyncio.new_event_loop()
         t0 = time.perf_counter()
         for start in range(0, count, DELIVERY_BATCH):
@@ -447,16 +459,19 @@ def bench_delivery(count: int) -> Row:
         t0 = time.perf_counter()
         for _ in range(naive_count):
             with smtplib.SMTP("127.0.0.1", port) as client:
+                if starttls:
+                    client.starttls(context=client_context)
                 client.sendmail("a@example.com", ["b@example.com"], body)
         naive = naive_count / (time.perf_counter() - t0)
     finally:
         controller.stop()
     if Counter.received != count + naive_count:
         raise RuntimeError(f"the server received {Counter.received} of {count + naive_count} messages")
-    log(f"delivery {size_label(count)}: {ours:.0f} msg/s (naive {naive:.0f} msg/s)")
+    mode = "STARTTLS" if starttls else "plain"
+    log(f"delivery {size_label(count)} {mode}: {ours:.0f} msg/s (naive {naive:.0f} msg/s)")
     return Row(
-        f"delivery.{count}",
-        f"SMTP delivery {size_label(count)} messages to loopback aiosmtpd",
+        f"delivery.{mode.lower()}.{count}",
+        f"SMTP delivery {size_label(count)} messages to loopback aiosmtpd, {mode}",
         ours,
         "msg/s",
         baseline=naive,
@@ -500,7 +515,8 @@ def main(argv: list[str] | None = None) -> int:
 
     tick_n = 10_000 if args.quick else 100_000
     rows += bench_tick(generate(tick_n, CHECK_RULES, args.data, SEED, sources=["csv"])["csv"], args.runs)
-    rows += [bench_delivery(n) for n in ((1_000,) if args.quick else (1_000, 10_000))]
+    for n in (1_000,) if args.quick else (1_000, 10_000):
+        rows += [bench_delivery(n), bench_delivery(n, starttls=True)]
 
     rows += rss_rows(checks, 10_000 if args.quick else 100_000)
     if args.full:
