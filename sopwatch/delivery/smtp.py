@@ -12,6 +12,7 @@ Guarantees the outbox relies on:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 from collections import deque
@@ -70,6 +71,9 @@ class SmtpTransport:
         self.tls_context = tls_context if tls_context is not None else ssl.create_default_context()
         self.local_hostname = local_hostname
         self._open: set[aiosmtplib.SMTP] = set()
+        # Healthy connections kept between batches: a TLS handshake and AUTH per connection, not
+        # per batch. Each is checked with NOOP before reuse; servers drop idle sessions.
+        self._idle: list[aiosmtplib.SMTP] = []
 
     def __repr__(self) -> str:  # spelled out so no future field dump can show the password
         return f"SmtpTransport({self.host}:{self.port}, starttls={self.starttls}, tls={self.tls}, user={self.user!r})"
@@ -90,8 +94,24 @@ class SmtpTransport:
         return [results.get(i) or SendResult(m.id, error=error) for i, m in enumerate(messages)]
 
     async def close(self) -> None:
+        self._idle.clear()
         for client in list(self._open):
             await self._quit(client)
+
+    async def _checkout(self) -> aiosmtplib.SMTP:
+        """An idle connection that still answers NOOP, else a new one."""
+        while self._idle:
+            client = self._idle.pop()
+            try:
+                if client.is_connected:
+                    await client.noop(timeout=min(self.timeout, 5.0))
+                    return client
+            except Exception:  # a stale session, or one from a closed event loop: drop it
+                pass
+            self._open.discard(client)
+            with contextlib.suppress(Exception):
+                client.close()
+        return await self._connect()
 
     async def _worker(
         self,
@@ -100,10 +120,11 @@ class SmtpTransport:
         failures: list[str],
     ) -> None:
         try:
-            client = await self._connect()
+            client = await self._checkout()
         except _ConnectFailure as exc:
             failures.append(str(exc))
             return
+        healthy = False
         try:
             while queue:
                 index, message = queue.popleft()
@@ -113,8 +134,12 @@ class SmtpTransport:
                     # if none is left, to the next batch.
                     failures.append(results[index].error or "connection closed by the server")
                     return
+            healthy = True
         finally:
-            await self._quit(client)
+            if healthy and client.is_connected:
+                self._idle.append(client)
+            else:
+                await self._quit(client)
 
     async def _connect(self) -> aiosmtplib.SMTP:
         client = aiosmtplib.SMTP(
