@@ -10,7 +10,6 @@ import email
 import email.policy
 import shutil
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 from sopwatch.config.loader import Setup, load_setup
 from sopwatch.config.yamlsource import load_yaml_file
 from sopwatch.core.model import Action, Snapshot
+from sopwatch.core.simulate import ticks
 from sopwatch.daemon.engine import Engine
 from sopwatch.errors import ConfigError
 from sopwatch.timeparse import parse_instant
@@ -80,13 +80,6 @@ def _play(changes: list[Change], setup: Setup):  # type: ignore[no-untyped-def]
     return hook
 
 
-def _ticks(start: datetime, end: datetime, every: timedelta) -> Iterator[datetime]:
-    now = start
-    while now <= end:
-        yield now
-        now += every
-
-
 def run_demo(config_path: Path, out: Path, start: datetime, end: datetime, every: timedelta) -> DemoResult:
     if out.exists():
         shutil.rmtree(out)
@@ -104,7 +97,7 @@ def run_demo(config_path: Path, out: Path, start: datetime, end: datetime, every
     changes = load_changes(config_path.parent / "example" / "demo-changes.yaml", setup)
     engine = Engine(config_path, environ={}, snapshot_hook=_play(changes, setup), loader=loader)
     try:
-        for now in _ticks(start, end, every):
+        for now in ticks(start, end, every):
             engine.tick(now)
     finally:
         engine.close()

@@ -36,7 +36,7 @@ from sopwatch.delivery import OutgoingMessage, Transport, make_transport
 from sopwatch.delivery.retry import exhausted, next_attempt
 from sopwatch.messages.context import sample_context
 from sopwatch.messages.email import Composed as ComposedEmail
-from sopwatch.messages.email import DigestItem, compose, compose_digest, header_text
+from sopwatch.messages.email import DigestItem, compose, compose_digest, header_text, sender_domain
 from sopwatch.messages.templates import TemplateSet
 from sopwatch.observability import NULL_METRICS, EngineMetrics
 
@@ -426,7 +426,7 @@ class Engine:
             message["X-Auto-Response-Suppress"] = "OOF, AutoReply"
             message["X-Sopwatch-Kind"] = "admin"
             digest = hashlib.sha1(f"{subject}\n{text}\n{now.date()}".encode()).hexdigest()[:24]
-            message["Message-ID"] = f"<admin.{digest}@{_domain(self.sender)}>"
+            message["Message-ID"] = f"<admin.{digest}@{sender_domain(self.sender)}>"
             message.set_content(text)
             key = f"admin:{digest}"
             with self.store.transaction():
@@ -530,10 +530,6 @@ def _reasons(replies: Mapping[str, str]) -> str:
 
 def _address(sender: str) -> str:
     return parseaddr(sender)[1] or sender
-
-
-def _domain(sender: str) -> str:
-    return _address(sender).rpartition("@")[2] or "localhost"
 
 
 def _org_name(sender: str) -> str:
