@@ -17,6 +17,7 @@ import click
 from sopwatch import __version__
 from sopwatch.adapters.cycles import describe_cycles
 from sopwatch.adapters.state_store import StateStore, notification_json
+from sopwatch.collector import settle_long_lived
 from sopwatch.config.loader import Setup, load_setup
 from sopwatch.core.evaluate import Notification, evaluate
 from sopwatch.core.explain import StepView, explain
@@ -39,6 +40,8 @@ class Context:
     def setup(self) -> Setup:
         if self._setup is None:
             self._setup = load_setup(self.config_path)
+            # The setup lives as long as this command: later collections need not rescan it.
+            settle_long_lived()
         return self._setup
 
     def instant(self, text: str | None) -> datetime:

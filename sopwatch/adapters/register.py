@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import difflib
-import gc
 import json
 import re
 import sqlite3
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sopwatch.collector import collector_paused
 from sopwatch.config.schema import RegisterConfig
 from sopwatch.core.model import CANONICAL_FIELDS, DATE_FIELDS, KINDS, STATUSES, Action, Snapshot
 from sopwatch.errors import ConfigError, InputError, Location, ProblemList, SopwatchError
@@ -104,16 +104,8 @@ def read_register(cfg: RegisterConfig, base_dir: Path, tz: ZoneInfo) -> Register
         what = "is a folder, not a file" if path.is_dir() else "not found"
         raise InputError(f"register file {what}", Location(where))
     opener = {"csv": _csv_table, "sqlite": _sqlite_table, "xlsx": _xlsx_table}[cfg.type]
-    # Reading allocates a few objects per cell and frees none of them: the cyclic collector would
-    # rescan the growing heap again and again, which made load time grow faster than the rows.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        with opener(path, cfg, where) as table:
-            return _normalise(table, cfg, tz, where)
-    finally:
-        if collecting:
-            gc.enable()
+    with collector_paused(), opener(path, cfg, where) as table:
+        return _normalise(table, cfg, tz, where)
 
 
 # --- sources -------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from sopwatch.adapters.business_calendar import build_business_calendar
 from sopwatch.adapters.cycles import load_cycle_calendar
 from sopwatch.adapters.people import load_directory
 from sopwatch.adapters.register import RegisterRead, read_register, register_config_problems
+from sopwatch.collector import collector_paused
 from sopwatch.config.rules_loader import RuleCompiler, rule_files
 from sopwatch.config.schema import Config
 from sopwatch.config.validation import require_mapping, validate_model
@@ -90,6 +91,11 @@ def load_config(path: Path) -> LoadedConfig:
 
 def load_setup(config_path: Path) -> Setup:
     """Load and cross-check everything; raises ProblemList with every problem found."""
+    with collector_paused():
+        return _load_setup(config_path)
+
+
+def _load_setup(config_path: Path) -> Setup:
     loaded = load_config(config_path)
     config, document = loaded.config, loaded.document
     problems: list[SopwatchError] = []

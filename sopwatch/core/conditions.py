@@ -202,12 +202,15 @@ class _Compiler:
 
                 check = overlap if op == "in" else (lambda v: not overlap(v))
                 return FieldTest(field, text, check)
+            if field not in TIME_FIELDS and members and all(isinstance(m, str) for m in members):
+                # Text members: one set lookup (the common case, and on the hot path).
+                texts = frozenset(members)
+                if op == "in":
+                    return FieldTest(field, text, lambda v: _text_in(v, texts), texts)
+                return FieldTest(field, text, lambda v: not _text_in(v, texts))
             equals = [self._equality(field, m) for m in members]
             if op == "in":
-                plain = all(isinstance(m, str) for m in members)
-                return FieldTest(
-                    field, text, lambda v: any(eq(v) for eq in equals), frozenset(members) if plain else None
-                )
+                return FieldTest(field, text, lambda v: any(eq(v) for eq in equals))
             return FieldTest(field, text, lambda v: not any(eq(v) for eq in equals))
         if isinstance(operand, (list, dict)):
             raise ConditionError(f"'{op}' takes a single value", path)
@@ -315,6 +318,13 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def _text_in(value: Any, texts: frozenset[str]) -> bool:
+    """``value`` equals one of ``texts`` as the ``eq`` of a text operand would compare it."""
+    if type(value) is str:
+        return value in texts
+    return value is not None and _text(value) in texts
+
+
 def _parse_time(value: Any) -> date | datetime | None:
     if isinstance(value, (date, datetime)):
         return value
@@ -336,22 +346,28 @@ def compile_condition(spec: Any, fields: Collection[str], tz: ZoneInfo) -> Condi
     return _Compiler(fields, tz).compile(spec, ())
 
 
-def required_values(condition: Condition, field: str) -> frozenset[str] | None:
-    """The text values ``field`` must have for ``condition`` to hold, or None when unconstrained.
+def pinned_values(condition: Condition) -> dict[str, frozenset[str]]:
+    """For each field the condition pins with ``eq``/``in`` on text, the values it must have.
 
-    Only top-level ``eq``/``in`` tests (possibly inside ``all``) constrain; used to evaluate a rule
-    over an index of the register instead of every row.
+    Only top-level tests (possibly inside ``all``) pin; a record whose :func:`index_key` for that
+    field is outside the set can never match, so evaluation picks candidates from an index of the
+    register instead of testing every row.
     """
     if isinstance(condition, FieldTest):
-        return condition.values if condition.field == field else None
+        return {condition.field: condition.values} if condition.values is not None else {}
+    found: dict[str, frozenset[str]] = {}
     if isinstance(condition, AllOf):
-        found = None
         for part in condition.parts:
-            values = required_values(part, field)
-            if values is not None:
-                found = values if found is None else found & values
-        return found
-    return None
+            for name, values in pinned_values(part).items():
+                found[name] = values & found[name] if name in found else values
+    return found
+
+
+def index_key(value: Any) -> str | None:
+    """The text a record value is indexed under: what text ``eq``/``in`` compare it as."""
+    if value is None or type(value) is str:
+        return value
+    return _text(value)
 
 
 def predicate(condition: Condition) -> Callable[[Record], bool]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time
 from typing import Any
 
-from sopwatch.core.conditions import required_values
+from sopwatch.core.conditions import index_key
 from sopwatch.core.model import DEFAULT_TERMINAL, CycleCalendar, Directory, Snapshot
 from sopwatch.core.recipients import Recipient, RecipientExpr
 from sopwatch.core.rules import Rule, RuleSet, Step
@@ -213,17 +213,17 @@ def evaluate(
     if full_scan:
         with_episode = frozenset(e.action for e in open_episodes.values())
         records, observations = observe(snapshot, state, now, skip=env.terminal, keep=with_episode)
+        index: _RecordIndex | None = _RecordIndex(records, env.terminal)
         plan = Plan(snapshot, rules, env, state.silences)
-        plan.records = records
-        plan.position = {action_id: index for index, action_id in enumerate(records)}
+        plan.records, plan.position = records, index.position  # type: ignore[union-attr]
     else:
         assert plan is not None
-        records, observations = plan.records, {}
+        records, observations, index = plan.records, {}, None
     proposals: list[_Proposal] = []
     looks: list[tuple[Rule, str, Record, Episode | None, _Proposal | None]] = []
     for rule in rules:
         episodes = by_rule.get(rule.id, {})
-        candidates = _candidates(rule, records, episodes, env) if full_scan else plan.due(rule.id, now)
+        candidates = index.candidates(rule, episodes) if index is not None else plan.due(rule.id, now)
         for action_id in candidates:
             record = records[action_id]
             episode = episodes.get(action_id)
@@ -248,25 +248,44 @@ def evaluate(
     return replace(evaluation, plan=plan, kept=())
 
 
-def _candidates(
-    rule: Rule, records: dict[str, Record], episodes: Mapping[str, Episode], env: Environment
-) -> list[str]:
-    """Actions a full scan must assess for ``rule``: open ones it could match, and its open episodes."""
-    # Rules nearly always pin status or kind: a set lookup skips most rows before the full test.
-    statuses = required_values(rule.when, "status")
-    kinds = required_values(rule.when, "kind")
-    terminal = env.terminal
-    found = []
-    for action_id, record in records.items():
-        if action_id not in episodes:
-            if statuses is not None and record["status"] not in statuses:
-                continue
-            if kinds is not None and record.get("kind") not in kinds:
-                continue
-            if record["status"] in terminal:
-                continue
-        found.append(action_id)
-    return found
+class _RecordIndex:
+    """The records of one full scan indexed by the text of the fields that rules pin.
+
+    A rule that pins ``status: blocked`` and ``team: [Sales, Ops]`` is tested only against the
+    records in both buckets, found with set operations instead of a test per row. Buckets are
+    built on first use, once per field, and unions of values are shared between rules.
+    """
+
+    def __init__(self, records: dict[str, Record], terminal: frozenset[str]) -> None:
+        self.records = records
+        self.ids = list(records)
+        self.open = frozenset(i for i, r in enumerate(records.values()) if r["status"] not in terminal)
+        self.position = {action_id: index for index, action_id in enumerate(self.ids)}
+        self._buckets: dict[str, dict[str | None, set[int]]] = {}
+        self._unions: dict[tuple[str, frozenset[str]], frozenset[int]] = {}
+
+    def matching(self, name: str, values: frozenset[str]) -> frozenset[int]:
+        found = self._unions.get((name, values))
+        if found is None:
+            buckets = self._buckets.get(name)
+            if buckets is None:
+                buckets = self._buckets[name] = {}
+                for index, record in enumerate(self.records.values()):
+                    buckets.setdefault(index_key(record.get(name)), set()).add(index)
+            found = frozenset().union(*(buckets.get(value, ()) for value in values))
+            self._unions[(name, values)] = found
+        return found
+
+    def candidates(self, rule: Rule, episodes: Mapping[str, Episode]) -> list[str]:
+        """Actions a full scan must assess for ``rule``: open ones it could match, and its episodes."""
+        chosen = self.open
+        for name, values in rule.pins.items():
+            chosen = chosen & self.matching(name, values)
+        if episodes:
+            position = self.position
+            chosen = chosen | {position[a] for a in episodes if a in position}
+        ids = self.ids
+        return [ids[index] for index in sorted(chosen)]
 
 
 def next_look(
