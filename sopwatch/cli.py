@@ -18,14 +18,13 @@ from sopwatch import __version__
 from sopwatch.adapters.cycles import describe_cycles
 from sopwatch.adapters.state_store import StateStore, notification_json
 from sopwatch.collector import settle_long_lived
-from sopwatch.config.loader import Setup, load_setup
+from sopwatch.config.loader import Setup, load_setup, with_silence_matchers
 from sopwatch.core.evaluate import Notification, evaluate
 from sopwatch.core.explain import StepView, explain
 from sopwatch.core.model import CycleCalendar
 from sopwatch.core.simulate import simulate
 from sopwatch.core.state import State
 from sopwatch.errors import ProblemList, SopwatchError
-from sopwatch.messages.render import Renderer
 from sopwatch.timeparse import parse_instant, parse_step
 
 
@@ -34,12 +33,13 @@ class Context:
     """The one object every command shares: where the config is, and the loaded setup."""
 
     config_path: Path = Path("config.yaml")
+    every_cell: bool = False  # validate: check every cell of every register row
     _setup: Setup | None = field(default=None, repr=False)
 
     @property
     def setup(self) -> Setup:
         if self._setup is None:
-            self._setup = load_setup(self.config_path)
+            self._setup = load_setup(self.config_path, every_cell=self.every_cell)
             # The setup lives as long as this command: later collections need not rescan it.
             settle_long_lived()
         return self._setup
@@ -91,13 +91,9 @@ def _load_state(setup: Setup) -> State:
     path = setup.loaded.path(setup.loaded.config.state)
     if not path.exists():
         return State()
-    from sopwatch.daemon.engine import _with_silence_matchers
-
     store = StateStore(path, readonly=True)
     try:
-        # Silences stored with --where need their compiled matcher, as in the daemon; without
-        # it a field-scoped silence would match every notification.
-        return _with_silence_matchers(store.load(), setup)
+        return with_silence_matchers(store.load(), setup)
     finally:
         store.close()
 
@@ -106,6 +102,7 @@ def _load_state(setup: Setup) -> State:
 @with_config
 def validate(obj: Context) -> None:
     """Check config, rules, directory, calendar and register; list every problem."""
+    obj.every_cell = True
     setup = obj.setup
     from sopwatch.daemon.policy import domain_problems
 
@@ -234,6 +231,8 @@ def _recipients(to: Iterable[str], cc: Iterable[str]) -> str:
 
 
 def _print_notifications(setup: Setup, notifications: Iterable[Notification], as_json: bool) -> None:
+    from sopwatch.messages.render import Renderer  # jinja2: only for commands that print messages
+
     renderer = Renderer()
     actions = setup.snapshot.actions
     tz = setup.loaded.tz

@@ -15,7 +15,7 @@ import difflib
 import json
 import re
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -88,8 +88,15 @@ def register_config_problems(cfg: RegisterConfig) -> list[tuple[tuple[str, str, 
     return problems
 
 
-def read_register(cfg: RegisterConfig, base_dir: Path, tz: ZoneInfo) -> RegisterRead:
+def read_register(
+    cfg: RegisterConfig, base_dir: Path, tz: ZoneInfo, *, closed: frozenset[str] = frozenset()
+) -> RegisterRead:
     """Read and normalise the register named by ``cfg`` (its path relative to ``base_dir``).
+
+    Rows whose status is in ``closed`` are checked for id, title, status and kind at once and
+    normalised further only when something reads them (see :class:`ClosedRowFields`): a register
+    keeps years of closed work that no rule looks at. Pass no ``closed`` to check every cell of
+    every row, as ``validate`` does.
 
     Raises :class:`ConfigError` for a bad mapping in ``cfg`` and :class:`InputError` when the
     register cannot be read at all; bad rows come back in ``problems``.
@@ -105,7 +112,7 @@ def read_register(cfg: RegisterConfig, base_dir: Path, tz: ZoneInfo) -> Register
         raise InputError(f"register file {what}", Location(where))
     opener = {"csv": _csv_table, "sqlite": _sqlite_table, "xlsx": _xlsx_table}[cfg.type]
     with collector_paused(), opener(path, cfg, where) as table:
-        return _normalise(table, cfg, tz, where)
+        return _normalise(table, cfg, tz, where, closed)
 
 
 # --- sources -------------------------------------------------------------------------------------
@@ -155,8 +162,6 @@ def _bad_text_line(path: Path, encoding: str) -> int | None:
 
 @contextmanager
 def _sqlite_table(path: Path, cfg: RegisterConfig, where: str) -> Iterator[_Table]:
-    from sqlite_utils import Database
-
     try:
         # Read-only: sopwatch must never change the customer's register.
         conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=10)
@@ -164,9 +169,11 @@ def _sqlite_table(path: Path, cfg: RegisterConfig, where: str) -> Iterator[_Tabl
         raise InputError(f"cannot open SQLite database: {exc}", Location(where)) from None
     try:
         try:
-            db = Database(conn, recursive_triggers=False, execute_plugins=False)
-            tables = db.table_names()
-            views = db.view_names()
+            listed = conn.execute(
+                "SELECT name, type FROM sqlite_master WHERE type IN ('table', 'view') ORDER BY rowid"
+            ).fetchall()
+            tables = [name for name, kind in listed if kind == "table"]
+            views = [name for name, kind in listed if kind == "view"]
         except sqlite3.DatabaseError as exc:
             raise InputError(f"not a readable SQLite database ({exc})", Location(where)) from None
         # SQLite names are case-insensitive.
@@ -276,30 +283,72 @@ def _hint(word: str, choices: Sequence[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def _normalise(table: _Table, cfg: RegisterConfig, tz: ZoneInfo, where: str) -> RegisterRead:
+def _normalise(
+    table: _Table, cfg: RegisterConfig, tz: ZoneInfo, where: str, closed: frozenset[str]
+) -> RegisterRead:
     header_loc = Location(where) if table.header_row is None else Location(where, row=table.header_row)
     names, problems = _map_headers(table.headers, cfg, header_loc)
     converters = _Converters(cfg, tz)
-    # (column index, field, converter, whether a stripped string is already the final value)
-    plan = [
-        (
-            index,
-            name,
-            converters.for_field(name, str(table.headers[index]).strip()),
-            name in _PLAIN_TEXT or name not in _CANONICAL,
-        )
-        for index, name in names
-    ]
-    width = max((index for index, _name in names), default=-1) + 1
+    convert_row = _RowConverter(
+        [
+            (index, name, converters.for_field(name, str(table.headers[index]).strip()))
+            for index, name in names
+        ]
+    )
+    quick = _ClosedRowReader(names, converters, closed) if closed else None
 
     actions: dict[str, Action] = {}
     first_row: dict[str, int] = {}
     for number, values in table.rows:
-        if len(values) < width:
-            values = [*values, *([None] * (width - len(values)))]
+        if quick is not None:
+            known = quick.read(values)
+            if known is not None:
+                ident = known["id"]
+                if first_row.setdefault(ident, number) == number:
+                    actions[ident] = Action(ident, ClosedRowFields(known, values, convert_row), number)
+                    continue
+                # A duplicate: the full path below reports it with the row's other problems.
+        fields, errors = convert_row(values)
+        if not fields and not errors:
+            continue  # a blank row: spreadsheets are full of them
+        ident = fields.get("id")
+        if ident is None:
+            errors.append("missing id")
+        else:
+            first = first_row.setdefault(ident, number)
+            if first != number:
+                errors.append(f"duplicate id {ident!r} (first on row {first})")
+        if "title" not in fields:
+            errors.append("missing title")
+        if errors:
+            problems.extend(InputError(message, Location(where, row=number)) for message in errors)
+            continue
+        actions[ident] = Action(ident, fields, number)
+
+    columns = frozenset(name for _index, name in names) | {"kind", "status"}
+    return RegisterRead(Snapshot(actions, columns), tuple(problems))
+
+
+class _RowConverter:
+    """One raw row to its fields (canonical names, converted values) and its problems.
+
+    Built once per file: the per-row loop only indexes and calls.
+    """
+
+    def __init__(self, plan: list[tuple[int, str, Converter]]) -> None:
+        # (column index, field, converter, whether a stripped string is already the final value)
+        self.plan = [
+            (index, name, convert, name in _PLAIN_TEXT or name not in _CANONICAL)
+            for index, name, convert in plan
+        ]
+        self.width = max((index for index, _name, _convert in plan), default=-1) + 1
+
+    def __call__(self, values: Sequence[Any]) -> tuple[dict[str, Any], list[str]]:
+        if len(values) < self.width:
+            values = [*values, *([None] * (self.width - len(values)))]
         fields: dict[str, Any] = {}
         errors: list[str] = []
-        for index, name, convert, plain in plan:
+        for index, name, convert, plain in self.plan:
             raw = values[index]
             if type(raw) is str:
                 raw = raw.strip()
@@ -317,26 +366,117 @@ def _normalise(table: _Table, cfg: RegisterConfig, tz: ZoneInfo, where: str) -> 
                 continue
             if value is not None:
                 fields[name] = value
-        if not fields and not errors:
-            continue  # a blank row: spreadsheets are full of them
-        ident = fields.get("id")
-        if ident is None:
-            errors.append("missing id")
-        else:
-            first = first_row.setdefault(ident, number)
-            if first != number:
-                errors.append(f"duplicate id {ident!r} (first on row {first})")
-        if "title" not in fields:
-            errors.append("missing title")
-        if errors:
-            problems.extend(InputError(message, Location(where, row=number)) for message in errors)
-            continue
-        fields.setdefault("kind", "action")
-        fields.setdefault("status", "open")
-        actions[ident] = Action(ident, fields, number)
+        if fields:
+            fields.setdefault("kind", "action")
+            fields.setdefault("status", "open")
+        return fields, errors
 
-    columns = frozenset(name for _index, name in names) | {"kind", "status"}
-    return RegisterRead(Snapshot(actions, columns), tuple(problems))
+
+# Fields of a closed row that are read at once: what identifies it and what observing it needs.
+_EAGER_FIELDS = ("id", "title", "status", "kind", "owner")
+
+
+class _ClosedRowReader:
+    """Reads the eager fields of a row and says whether the row is closed and sound so far.
+
+    Runs for every row of the register, so status and kind are looked up by their raw cell text.
+    """
+
+    def __init__(self, names: list[tuple[int, str]], converters: _Converters, closed: frozenset[str]) -> None:
+        columns = {name: index for index, name in names}
+        self.status_at = columns.get("status")
+        self.kind_at = columns.get("kind")
+        self.id_at, self.title_at, self.owner_at = columns["id"], columns["title"], columns.get("owner")
+        self.width = max(index for index, _name in names) + 1
+        # Raw cell -> status if closed, else None (open, or unknown: the full path reports it).
+        self.closed_status = _memo(converters.for_field("status", "status"), lambda s: s in closed)
+        self.kind = _memo(converters.for_field("kind", "kind"), lambda k: True)
+
+    def read(self, values: Sequence[Any]) -> dict[str, Any] | None:
+        """The eager fields of a closed row whose eager fields are all good, else None."""
+        if len(values) < self.width or self.status_at is None:
+            return None  # short rows are rare: the full path pads them
+        status = self.closed_status(values[self.status_at])
+        if status is None:
+            return None
+        kind = "action"
+        if self.kind_at is not None:
+            raw_kind = values[self.kind_at]
+            if raw_kind is not None and raw_kind != "":
+                kind = self.kind(raw_kind)
+                if kind is None:
+                    return None
+        ident, title = values[self.id_at], values[self.title_at]
+        ident = ident.strip() if type(ident) is str else _to_text(ident)
+        title = title.strip() if type(title) is str else _to_text(title)
+        if not ident or not title:
+            return None
+        known = {"id": ident, "title": title, "status": status, "kind": kind}
+        if self.owner_at is not None:
+            owner = values[self.owner_at]
+            owner = owner.strip() if type(owner) is str else _to_text(owner)
+            if owner:
+                known["owner"] = owner
+        return known
+
+
+def _memo(convert: Converter, keep: Callable[[Any], bool]) -> Callable[[Any], Any]:
+    """``convert`` memoised by raw value, None where it fails, is empty or ``keep`` refuses it."""
+    cache: dict[Any, Any] = {}
+
+    def lookup(raw: Any) -> Any:
+        try:
+            return cache[raw]
+        except KeyError:
+            pass
+        except TypeError:  # unhashable cell (never from the shipped sources)
+            return None
+        try:
+            value = convert(raw)
+        except ValueError:
+            value = None
+        cache[raw] = value if value is not None and keep(value) else None
+        return cache[raw]
+
+    return lookup
+
+
+class ClosedRowFields(Mapping[str, Any]):
+    """The fields of a closed row: id, title, status, kind and owner at once, the rest on first use.
+
+    Most of a register is closed work that only needs to be recognised (by id and status); its
+    dates and other cells are converted when something reads them (an open episode being resolved,
+    ``explain``, the digest). A cell that turns out unreadable then is left out of the fields:
+    ``validate`` reads every cell of every row and reports it with its row number.
+    """
+
+    __slots__ = ("_convert", "_fields", "_known", "_values")
+
+    def __init__(self, known: dict[str, Any], values: Sequence[Any], convert: _RowConverter) -> None:
+        self._known = known
+        self._values: Sequence[Any] | None = values
+        self._convert = convert
+        self._fields: dict[str, Any] | None = None
+
+    def _all(self) -> dict[str, Any]:
+        fields = self._fields
+        if fields is None:
+            assert self._values is not None
+            fields, _errors = self._convert(self._values)
+            fields.update(self._known)
+            self._fields, self._values = fields, None
+        return fields
+
+    def __getitem__(self, name: str) -> Any:
+        if self._fields is None and name in _EAGER_FIELDS:
+            return self._known[name]
+        return self._all()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
 
 
 def _map_headers(

@@ -6,7 +6,8 @@
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, replace
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -25,6 +26,7 @@ from sopwatch.core.evaluate import Environment
 from sopwatch.core.model import CANONICAL_FIELDS, DEFAULT_TERMINAL, OBSERVED_FIELDS, STATUSES, Snapshot
 from sopwatch.core.recipients import RecipientError, parse_recipient
 from sopwatch.core.rules import RuleSet
+from sopwatch.core.state import State
 from sopwatch.core.timeexpr import Clock, Duration, ExpressionError, parse_duration
 from sopwatch.errors import ConfigError, ProblemList, SopwatchError
 from sopwatch.timeparse import interval_seconds
@@ -32,6 +34,8 @@ from sopwatch.timeparse import interval_seconds
 # csv's default cell limit (128 KiB) made one oversized cell (a pasted document in a title) fail
 # the whole register as "malformed CSV". Cells up to 256 MiB are read; the register stays usable.
 # (Process-wide; it belongs next to the CSV reader in adapters/register.py.)
+log = logging.getLogger("sopwatch")
+
 CSV_FIELD_LIMIT = 256 * 1024 * 1024
 csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
 
@@ -89,15 +93,20 @@ def load_config(path: Path) -> LoadedConfig:
     return LoadedConfig(config, document, path.resolve().parent, ZoneInfo(config.timezone), interval)
 
 
-def load_setup(config_path: Path) -> Setup:
-    """Load and cross-check everything; raises ProblemList with every problem found."""
+def load_setup(config_path: Path, *, every_cell: bool = False) -> Setup:
+    """Load and cross-check everything; raises ProblemList with every problem found.
+
+    Closed rows of the register are checked for id, title, status and kind, and read further only
+    when used; ``every_cell`` checks every cell of every row (``validate``).
+    """
     with collector_paused():
-        return _load_setup(config_path)
+        return _load_setup(config_path, every_cell)
 
 
-def _load_setup(config_path: Path) -> Setup:
+def _load_setup(config_path: Path, every_cell: bool) -> Setup:
     loaded = load_config(config_path)
     config, document = loaded.config, loaded.document
+    terminal = frozenset(config.terminal_statuses) if config.terminal_statuses else DEFAULT_TERMINAL
     problems: list[SopwatchError] = []
 
     def attempt(func, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -136,7 +145,8 @@ def _load_setup(config_path: Path) -> Setup:
     for path, message in mapping_problems:
         problems.append(document.error(path, message))
     if not mapping_problems:
-        register = attempt(read_register, config.register_, loaded.base_dir, loaded.tz)
+        closed = frozenset() if every_cell else terminal
+        register = attempt(read_register, config.register_, loaded.base_dir, loaded.tz, closed=closed)
     paths = attempt(_rule_paths, loaded)
     if paths is None and not problems:
         problems.append(document.error(("rules",), "cannot find the rules"))
@@ -160,7 +170,7 @@ def _load_setup(config_path: Path) -> Setup:
         clock=Clock(loaded.tz, business),
         directory=directory,
         cycles=cycles,
-        terminal=frozenset(config.terminal_statuses) if config.terminal_statuses else DEFAULT_TERMINAL,
+        terminal=terminal,
         fallback=fallback,
         start_date=config.start_date,
         max_messages_per_tick=config.max_messages_per_tick,
@@ -195,3 +205,26 @@ def compile_silence_matcher(when: dict, fields: set[str], tz: ZoneInfo):  # type
         return compile_condition(when, fields, tz)
     except ConditionError as exc:
         raise ConfigError(f"silence condition: {exc}") from None
+
+
+def with_silence_matchers(state: State, setup: Setup) -> State:
+    """The state with a compiled matcher on each silence stored with field conditions (``--where``).
+
+    Without it a field-scoped silence would match every notification. A silence whose condition no
+    longer compiles (a column was renamed) is logged and ignored rather than failing the load.
+    """
+    if not any(s.when for s in state.silences):
+        return state
+    fields = set(CANONICAL_FIELDS) | set(OBSERVED_FIELDS) | set(setup.snapshot.columns)
+    silences = []
+    for silence in state.silences:
+        if silence.when:
+            try:
+                silence = replace(
+                    silence, matcher=compile_condition(dict(silence.when), fields, setup.loaded.tz)
+                )
+            except ValueError as exc:
+                log.error("silence %s has an invalid condition and is ignored: %s", silence.id, exc)
+                continue
+        silences.append(silence)
+    return replace(state, silences=tuple(silences))

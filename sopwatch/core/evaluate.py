@@ -121,12 +121,13 @@ def observe(
     previous = state.observations
     for action in snapshot:
         fields = action.fields
-        status, owner = fields["status"], fields.get("owner")
+        status = fields["status"]
         seen = previous.get(action.id)
         skipped = status in skip
+        if seen is None and skipped and action.id not in keep:
+            continue  # most of a register: closed before sopwatch ever saw it
+        owner = fields.get("owner")
         if seen is None:
-            if skipped and action.id not in keep:
-                continue
             seen = Observation(status, now, owner, now, now)
             changed[action.id] = seen
         elif seen.status != status or seen.owner != owner:

@@ -23,11 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from sopwatch.adapters.state_store import Composed, OutboxRow, StateStore, outbox_key
-from sopwatch.config.loader import Setup, load_setup
-from sopwatch.core.conditions import compile_condition
+from sopwatch.config.loader import Setup, load_setup, with_silence_matchers
 from sopwatch.core.digest import figures, parse_schedule, scope_of
 from sopwatch.core.evaluate import Evaluation, Notification, Plan, apply, evaluate, observe
-from sopwatch.core.model import CANONICAL_FIELDS, OBSERVED_FIELDS, Action, Snapshot
+from sopwatch.core.model import Action, Snapshot
 from sopwatch.core.state import Silence, State
 from sopwatch.daemon.guard import RegisterGuard
 from sopwatch.daemon.inputs import SetupWatcher
@@ -119,10 +118,10 @@ class Engine:
         """
         stored = tuple(self.store.silences())
         if self._state is None or self._state_setup is not setup:
-            self._state = _with_silence_matchers(self.store.load(), setup)
+            self._state = with_silence_matchers(self.store.load(), setup)
             self._state_setup, self._raw_silences = setup, stored
         elif stored != self._raw_silences:
-            fresh = _with_silence_matchers(replace(self._state, silences=stored), setup)
+            fresh = with_silence_matchers(replace(self._state, silences=stored), setup)
             self._state, self._raw_silences = fresh, stored
         return self._state
 
@@ -471,25 +470,6 @@ def compose_notification(
     result.message["X-Sopwatch-Kind"] = n.kind
     result.message["X-Sopwatch-Repeat"] = str(n.repeat)
     return result
-
-
-def _with_silence_matchers(state: Any, setup: Setup) -> Any:
-    """Silences stored with field conditions get their compiled matcher."""
-    if not any(s.when for s in state.silences):
-        return state
-    fields = set(CANONICAL_FIELDS) | set(OBSERVED_FIELDS) | set(setup.snapshot.columns)
-    silences = []
-    for silence in state.silences:
-        if silence.when:
-            try:
-                silence = replace(
-                    silence, matcher=compile_condition(dict(silence.when), fields, setup.loaded.tz)
-                )
-            except ValueError as exc:
-                log.error("silence %s has an invalid condition and is ignored: %s", silence.id, exc)
-                continue
-        silences.append(silence)
-    return replace(state, silences=tuple(silences))
 
 
 def _records(snapshot: Snapshot, state: State, now: datetime) -> list[dict[str, Any]]:
