@@ -22,6 +22,7 @@ and extrapolated to 30), ``--full`` (adds 1M rows: load and check, one run each)
 from __future__ import annotations
 
 import argparse
+import gc
 import itertools
 import json
 import os
@@ -126,6 +127,10 @@ def best_child(cmd: Sequence[str], runs: int) -> tuple[float, float]:
 def best_call(func: Callable[[], Any], runs: int) -> tuple[float, Any]:
     best, value = float("inf"), None
     for _ in range(runs):
+        # Each run starts from the same heap: the previous result is freed and collected first,
+        # or a 100k-row snapshot still alive would tax the next run's allocations.
+        value = None
+        gc.collect()
         start = time.perf_counter()
         value = func()
         best = min(best, time.perf_counter() - start)
