@@ -10,6 +10,7 @@ import contextlib
 import csv
 import email
 import email.policy
+import os
 import re
 import sqlite3
 import textwrap
@@ -374,3 +375,20 @@ def test_bad_rules_edit_keeps_the_last_good_rules_until_fixed(tmp_path: Path, en
     fixed = [m for _, m in delivered(config) if str(m["X-Sopwatch-Rule"]) == "late-fixed"]
     assert {str(m["X-Sopwatch-Action"]) for m in fixed} == {"A-1", "A-2"}
     assert len(of_kind(config, "admin")) == 1
+
+
+def test_an_edit_that_keeps_size_and_timestamp_is_still_picked_up(tmp_path: Path, engines) -> None:
+    """File systems stamp files coarsely; an editor saving `1 day` -> `2 day` inside one stamp."""
+    config = make_setup(tmp_path / "s", [row("A-1", "ann", "2026-12-01")])
+    rules = config.parent / "rules.yaml"
+    engine = engines(config)
+    engine.tick(datetime(2026, 12, 2, 10, tzinfo=BERLIN))
+    assert engine.setup.rules.get("late").repeat.amount == 1
+
+    stamp = rules.stat().st_mtime_ns
+    edited = LATE_RULE.replace("repeat: 1 day", "repeat: 2 day")
+    assert len(edited) == len(LATE_RULE)
+    rules.write_text(edited, encoding="utf-8")
+    os.utime(rules, ns=(stamp, stamp))  # the same size and the same timestamp as before
+    engine.tick(datetime(2026, 12, 2, 11, tzinfo=BERLIN))
+    assert engine.setup.rules.get("late").repeat.amount == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,15 +14,22 @@ from sopwatch.errors import ProblemList, SopwatchError
 
 log = logging.getLogger("sopwatch")
 
-Fingerprint = tuple[tuple[str, int, int], ...]
+Fingerprint = tuple[tuple[str, int, int, int], ...]
+# Files up to this size are also fingerprinted by content: an edit that keeps the size (a 2 becomes
+# a 3) within the file system's timestamp granularity would otherwise go unnoticed. Larger files
+# (a big register) are not read every tick.
+CONTENT_CHECK_BYTES = 1024 * 1024
 
 
-def _stat(path: Path) -> tuple[str, int, int]:
+def _stat(path: Path) -> tuple[str, int, int, int]:
     try:
         info = path.stat()
+        checksum = -1
+        if info.st_size <= CONTENT_CHECK_BYTES and path.is_file():
+            checksum = zlib.crc32(path.read_bytes())
     except OSError:
-        return (str(path), -1, -1)
-    return (str(path), info.st_mtime_ns, info.st_size)
+        return (str(path), -1, -1, -1)
+    return (str(path), info.st_mtime_ns, info.st_size, checksum)
 
 
 def watched_files(setup: Setup, config_path: Path) -> list[Path]:
