@@ -17,7 +17,7 @@ import click
 from sopwatch import __version__
 from sopwatch.adapters.cycles import describe_cycles
 from sopwatch.adapters.state_store import StateStore, notification_json
-from sopwatch.collector import settle_long_lived
+from sopwatch.collector import collector_paused, settle_long_lived
 from sopwatch.config.loader import Setup, load_setup, with_silence_matchers
 from sopwatch.core.evaluate import Notification, evaluate
 from sopwatch.core.explain import StepView, explain
@@ -39,9 +39,11 @@ class Context:
     @property
     def setup(self) -> Setup:
         if self._setup is None:
-            self._setup = load_setup(self.config_path, every_cell=self.every_cell)
-            # The setup lives as long as this command: later collections need not rescan it.
-            settle_long_lived()
+            with collector_paused():
+                self._setup = load_setup(self.config_path, every_cell=self.every_cell)
+                # The setup lives as long as this command. Frozen before the collector resumes,
+                # or its first collection would scan every object the load made, once more.
+                settle_long_lived()
         return self._setup
 
     def instant(self, text: str | None) -> datetime:
