@@ -233,16 +233,12 @@ def _recipients(to: Iterable[str], cc: Iterable[str]) -> str:
 
 
 def _print_notifications(setup: Setup, notifications: Iterable[Notification], as_json: bool) -> None:
-    from sopwatch.messages.render import Renderer  # jinja2: only for commands that print messages
-
-    renderer = Renderer()
-    actions = setup.snapshot.actions
+    subject_of = _subjects(setup) if as_json else None  # only --json prints subjects
     tz = setup.loaded.tz
     for n in notifications:
-        subject = renderer.subject(actions.get(n.action), n.action)
-        if as_json:
+        if subject_of is not None:
             data = notification_json(n)
-            data["subject"] = subject
+            data["subject"] = subject_of(n)
             click.echo(json.dumps(data, ensure_ascii=False))
             continue
         when = _local(n.at, tz)
@@ -255,6 +251,32 @@ def _print_notifications(setup: Setup, notifications: Iterable[Notification], as
         )
         for note in n.notes:
             click.echo(f"{'':>19}note: {note}")
+
+
+def _subjects(setup: Setup) -> Callable[[Notification], str]:
+    """The subject each notification's email carries: the daemon's templates, context and instant."""
+    # Imported here, so a check without --json never loads jinja2. The policy module is the daemon's
+    # small allowed_domains filter (no engine, no SMTP).
+    from sopwatch.daemon.policy import filter_notification
+    from sopwatch.messages.notification import MessageSetup, rendered_at, template_names, templates_folder
+    from sopwatch.messages.templates import TemplateSet
+
+    allowed = setup.loaded.config.allowed_domains
+    templates = TemplateSet(templates_folder(setup))
+    messages = MessageSetup.of(setup)
+    actions = setup.snapshot.actions
+
+    def subject_of(n: Notification) -> str:
+        # The daemon composes from the notification without refused recipients: the first one left
+        # is the template's `recipient`. With none left it sends nothing; the subject is still shown.
+        filtered = filter_notification(n, allowed).notification
+        if filtered.to or filtered.cc:
+            n = filtered
+        name, builtin = template_names(n)
+        context = messages.context(n, actions.get(n.action), rendered_at(n, n.at))
+        return templates.subject(name, context, builtin=builtin)
+
+    return subject_of
 
 
 def _print_summary(notifications: list[Notification]) -> None:

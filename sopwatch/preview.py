@@ -11,6 +11,7 @@ from sopwatch.core.timeexpr import Duration
 from sopwatch.daemon.engine import compose_notification
 from sopwatch.errors import SopwatchError
 from sopwatch.messages.email import Composed
+from sopwatch.messages.notification import MessageSetup, templates_folder
 from sopwatch.messages.templates import BUILTINS, TemplateSet, check_name
 
 _KIND = {"hold": ("hold", "calendar"), "cancel": ("cancel", "cancel"), "resolved": ("resolved", "email")}
@@ -64,12 +65,11 @@ def preview(
         notes=notes,
         hold=hold,
     )
-    config = setup.loaded.config
-    folder = setup.loaded.path(config.templates) if config.templates else None
-    templates = TemplateSet(folder if folder and folder.is_dir() else None)
+    templates = TemplateSet(templates_folder(setup))
     if name not in BUILTINS and not templates.exists(name):
         raise SopwatchError(f"no template {name!r} (built-in: {', '.join(BUILTINS)})")
-    return compose_notification(setup, templates, notification, setup.snapshot.actions[action_id], now)
+    action = setup.snapshot.actions[action_id]
+    return compose_notification(MessageSetup.of(setup), templates, notification, action, now)
 
 
 def _rule_using(setup: Setup, name: str):  # type: ignore[no-untyped-def]

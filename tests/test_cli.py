@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
+import subprocess
+import sys
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
+from test_cli_daemon_commands import ANCIENT, WEEKDAYS, add_ancient_action, edit_config, maildir_messages
 
 from sopwatch import __version__
 from sopwatch.adapters.state_store import StateStore
@@ -238,6 +242,105 @@ def test_check_before_anything_is_due_prints_nothing(run_sopwatch, example_copy:
     set_config(example_copy, "register:\n", "start_date: 2027-06-01\nregister:\n")
     result = run_sopwatch("check", "--config", "config.yaml", "--at", AT, "--json", cwd=example_copy)
     assert ok(result) == ""
+
+
+# --- subjects: what the config's templates make of each notification --------------------------------
+
+# Overrides in the example's `templates:` folder (which holds only reminder.txt.j2), using the rule,
+# the step and the recipient, so the subject differs from the built-in for every notification.
+SUBJECT_OVERRIDES = {
+    "reminder.subject.j2": "[Northwind] reminder {{ action.id }} ({{ rule.id }}): {{ action.title }}\n",
+    "escalation.subject.j2": (
+        "[Northwind] {{ rule.id }} step {{ step }} for {{ recipient.name }}: {{ action.id }}\n"
+    ),
+}
+
+
+def override_subjects(setup_dir: Path) -> None:
+    for name, source in SUBJECT_OVERRIDES.items():
+        (setup_dir / "templates" / name).write_text(source, encoding="utf-8")
+
+
+def test_check_prints_the_subjects_of_the_template_overrides(run_sopwatch, example_copy: Path) -> None:
+    override_subjects(example_copy)
+    setup = load_setup(example_copy / "config.yaml")
+    args = ("check", "--config", "config.yaml", "--at", AT)
+    items = json_lines(ok(run_sopwatch(*args, "--json", cwd=example_copy)))
+    assert {"reminder", "escalation"} <= {i["kind"] for i in items}, "the example has both at AT"
+    for item in items:
+        check_spec_line(item)
+        title = setup.snapshot.actions[item["action"]].title
+        if item["kind"] == "reminder":
+            expected = f"[Northwind] reminder {item['action']} ({item['rule']}): {title}"
+        elif item["kind"] == "escalation":
+            person = setup.environment.directory.find(item["to"][0])
+            assert person is not None and person.name
+            expected = f"[Northwind] {item['rule']} step {item['step']} for {person.name}: {item['action']}"
+        else:
+            expected = f"[S&OP] {item['action']}: {title}"  # hold and cancel: no override, the built-in
+        assert item["subject"] == " ".join(expected.split()), item
+    # The text output shows no subjects (it has no column for them) and is unchanged by the overrides.
+    text = ok(run_sopwatch(*args, cwd=example_copy))
+    assert "[Northwind]" not in text
+    assert len([line for line in _check_lines(text) if not line.lstrip().startswith("note:")]) == len(items)
+
+
+def test_check_imports_jinja2_only_to_print_subjects(example_copy: Path) -> None:
+    probe = (
+        "import sys\n"
+        "from sopwatch.cli import main\n"
+        "main(sys.argv[1:])\n"
+        "heavy = ('jinja2', 'icalendar', 'aiosmtplib', 'sopwatch.daemon.engine', 'sopwatch.messages.email')\n"
+        "print(sorted(m for m in heavy if m in sys.modules), file=sys.stderr)\n"
+    )
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+
+    def loaded(*args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-c", probe, "check", "--config", "config.yaml", "--at", AT, *args],
+            cwd=example_copy,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            env=env,
+            check=True,
+        )
+        return result.stderr.strip()
+
+    assert loaded() == "[]"
+    assert loaded("--json") == "['jinja2']"
+
+
+def test_check_json_subject_is_the_subject_of_the_email_the_daemon_sends(
+    run_sopwatch, example_copy: Path
+) -> None:
+    override_subjects(example_copy)
+    add_ancient_action(example_copy)  # due since 2020: at least one message, whatever today is
+    edit_config(
+        example_copy,
+        business_calendar={"workdays": list(WEEKDAYS), "hours": "00:00-24:00", "closures": []},
+        delivery={"type": "maildir", "path": "mail", "from": "sopwatch <sopwatch@northwind.example>"},
+        state="state.db",
+    )
+    # Both on the real clock (`run` has no --at), check first: it reads the state run then writes.
+    items = json_lines(ok(run_sopwatch("check", "--config", "config.yaml", "--json", cwd=example_copy)))
+    subjects = {(i["rule"], i["action"], i["kind"], i["repeat"]): i["subject"] for i in items}
+    assert len(subjects) == len(items)
+    ok(run_sopwatch("run", "--once", "--config", "config.yaml", cwd=example_copy))
+
+    sent = [m for m in maildir_messages(example_copy / "mail") if m["X-Sopwatch-Action"] is not None]
+    assert any(str(m["X-Sopwatch-Action"]) == ANCIENT for m in sent)
+    for message in sent:
+        key = (
+            str(message["X-Sopwatch-Rule"]),
+            str(message["X-Sopwatch-Action"]),
+            str(message["X-Sopwatch-Kind"]),
+            int(str(message["X-Sopwatch-Repeat"])),
+        )
+        assert key in subjects, f"check did not list {key} (a fire time passed between the two runs?)"
+        assert str(message["Subject"]) == subjects[key], key
+        assert str(message["Subject"]).startswith(("[Northwind] ", "[S&OP] "))
+    assert any(str(m["Subject"]).startswith("[Northwind] ") for m in sent)
 
 
 def _snapshot_files(folder: Path) -> dict[str, tuple[bytes, int]]:

@@ -27,7 +27,8 @@ from sopwatch.messages.email import (
     header_text,
     thread_root,
 )
-from sopwatch.messages.render import Renderer, one_line
+from sopwatch.messages.notification import notification_context, template_names
+from sopwatch.messages.render import one_line
 from sopwatch.messages.templates import BUILTINS, TemplateSet, check_name, format_local
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -651,13 +652,108 @@ def test_digest_message_id_is_deterministic() -> None:
     assert build_digest(digest_items(), recipient="sam@northwind.example").message_id != once.message_id
 
 
-# -- the module this one grew from -----------------------------------------------------------------
+# -- TemplateSet.subject: what `check` prints -----------------------------------------------------
+
+BUILTIN_SUBJECT = "[S&OP] A-17: Approve the Q1 safety-stock increase for EMEA"
 
 
-def test_renderer_subject_and_one_line_still_work() -> None:
-    from sopwatch.core.model import Action
+def context_for(n: Notification, **fields: object) -> dict[str, object]:
+    """The context ``build`` composes ``n`` with, through the same shared function."""
+    return notification_context(
+        n,
+        action=action(**fields),
+        rule=RULE,
+        directory=DIRECTORY,
+        org_name="Northwind",
+        org_tz=BERLIN,
+        now=NOW,
+        cycle=CYCLE,
+    )
 
-    act = Action("A-1", {"id": "A-1", "title": "Fix\r\nBcc: x"})
-    assert Renderer().subject(act, "A-1") == "[S&OP] A-1: Fix Bcc: x"
-    assert Renderer().subject(None, "A-9") == "[S&OP] A-9:"
+
+def subject_of(n: Notification, templates: TemplateSet, **fields: object) -> str:
+    name, builtin = template_names(n)
+    return templates.subject(name, context_for(n, **fields), builtin=builtin)
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_subject_is_the_subject_header_of_every_kind(kind: str, tmp_path: Path) -> None:
+    n = notification(**KINDS[kind])
+    assert subject_of(n, TemplateSet()) == parse(build(n))["Subject"] == BUILTIN_SUBJECT
+    write(
+        tmp_path, f"{template_names(n)[0]}.subject.j2", "{{ alert.kind }} {{ step }} for {{ recipient.name }}"
+    )
+    custom = TemplateSet(tmp_path)
+    assert subject_of(n, custom) == parse(build(n, templates=custom))["Subject"]
+    assert subject_of(n, custom).startswith(f"{n.kind} {n.step} for ")
+
+
+def test_subject_matches_render_for_every_builtin(tmp_path: Path) -> None:
+    context = sample_context(org_name="Northwind", org_tz=BERLIN, now=NOW)
+    write(tmp_path, "reminder.txt.j2", "Custom body\n")  # a body override: the subject stays built-in
+    for templates in (TemplateSet(), TemplateSet(tmp_path)):
+        for name in BUILTINS:
+            assert templates.subject(name, context) == templates.render(name, context).subject, name
+
+
+def test_subject_uses_the_override(tmp_path: Path) -> None:
+    write(tmp_path, "reminder.subject.j2", "[Northwind]  {{ action.id }}\r\nfor {{ recipient.name }}\n")
+    n = notification()
+    assert subject_of(n, TemplateSet(tmp_path)) == "[Northwind] A-17 for Dana Scholz"
+    assert subject_of(n, TemplateSet()) == BUILTIN_SUBJECT
+
+
+def test_custom_template_without_a_subject_file_keeps_the_builtin_subject(tmp_path: Path) -> None:
+    write(tmp_path, "nudge.txt.j2", "A nudge about {{ action.id }}\n")
+    write(tmp_path, "escalation.subject.j2", "escalated {{ action.id }}")
+    templates = TemplateSet(tmp_path)
+    assert subject_of(notification(template="nudge"), templates) == BUILTIN_SUBJECT
+    # Which built-in subject: the one for the notification's kind, not the custom name's.
+    escalation = notification(**{**KINDS["escalation"], "template": "nudge"})
+    assert subject_of(escalation, templates) == "escalated A-17"
+    assert parse(build(escalation, templates=templates))["Subject"] == "escalated A-17"
+
+
+@pytest.mark.parametrize(
+    ("filename", "source"),
+    [
+        ("reminder.subject.j2", "{{ 1 / 0 }}"),  # fails while rendering
+        ("reminder.subject.j2", "{{ action.no_such_column }}"),  # strict undefined
+        ("reminder.subject.j2", "{{ action.id.__class__ }}"),  # the sandbox refuses
+        ("reminder.subject.j2", "{% if %}"),  # does not compile
+        ("reminder.txt.j2", "{% if %}\n"),  # a broken body sends the whole message to the built-in
+    ],
+)
+def test_broken_override_falls_back_to_the_builtin_subject(
+    tmp_path: Path, filename: str, source: str
+) -> None:
+    write(tmp_path, "reminder.subject.j2", "[custom] {{ action.id }}")
+    write(tmp_path, filename, source)
+    templates = TemplateSet(tmp_path)
+    composed = build(notification(), templates=templates)
+    assert composed.fallback_reason is not None
+    assert subject_of(notification(), templates) == parse(composed)["Subject"] == BUILTIN_SUBJECT
+
+
+def test_missing_custom_body_falls_back_to_the_builtin_subject(tmp_path: Path) -> None:
+    write(tmp_path, "nudge.subject.j2", "[nudge] {{ action.id }}")  # no nudge.txt.j2
+    n = notification(template="nudge")
+    assert subject_of(n, TemplateSet(tmp_path)) == parse(build(n, templates=TemplateSet(tmp_path)))["Subject"]
+    assert subject_of(n, TemplateSet(tmp_path)) == BUILTIN_SUBJECT
+
+
+def test_failing_builtin_subject_gives_the_last_resort() -> None:
+    templates = TemplateSet()
+    context = {"action": {"id": "A-1"}}  # no title: the built-in subject fails on strict undefined
+    rendered = templates.render("reminder", context)
+    assert rendered.fallback_reason is not None and "built-in" in rendered.fallback_reason
+    assert templates.subject("reminder", context) == rendered.subject == "[S&OP] A-1:"
+    # A template name that could reach outside the folder is refused: the built-in subject, as in render.
+    full = context_for(notification())
+    assert templates.subject("../x", full, builtin="reminder") == BUILTIN_SUBJECT
+
+
+def test_subject_is_one_line_of_data() -> None:
+    n = notification()
+    assert subject_of(n, TemplateSet(), title="Fix\r\nBcc: x") == "[S&OP] A-17: Fix Bcc: x"
     assert one_line("a\n\tb") == "a b"

@@ -35,7 +35,14 @@ from sopwatch.delivery import OutgoingMessage, Transport, make_transport
 from sopwatch.delivery.retry import exhausted, next_attempt
 from sopwatch.messages.context import sample_context
 from sopwatch.messages.email import Composed as ComposedEmail
-from sopwatch.messages.email import DigestItem, compose, compose_digest, header_text, sender_domain
+from sopwatch.messages.email import (
+    DigestItem,
+    compose_digest,
+    compose_from_context,
+    header_text,
+    sender_domain,
+)
+from sopwatch.messages.notification import MessageSetup, org_name, rendered_at, templates_folder
 from sopwatch.messages.templates import TemplateSet
 from sopwatch.observability import NULL_METRICS, EngineMetrics
 
@@ -130,9 +137,8 @@ class Engine:
         """The template overrides as last validated; a broken edit keeps the last good copy."""
         if self._templates is None or self._templates_for is not self.setup:
             self._templates_for = self.setup
-            config = self.setup.loaded.config
-            folder = self.setup.loaded.path(config.templates) if config.templates else None
-            if folder is None or not folder.is_dir():
+            folder = templates_folder(self.setup)
+            if folder is None:
                 self._adopt_templates(TemplateSet(None), None)
             else:
                 # Render from a private copy: an edit in progress on disk never reaches a message.
@@ -140,7 +146,7 @@ class Engine:
                 shutil.copytree(folder, copy, dirs_exist_ok=True)
                 candidate = TemplateSet(copy)
                 sample = sample_context(
-                    org_name=_org_name(self.sender), org_tz=self.setup.loaded.tz, now=_SAMPLE_NOW
+                    org_name=org_name(self.sender), org_tz=self.setup.loaded.tz, now=_SAMPLE_NOW
                 )
                 problems = candidate.validate(sample)
                 if problems and self._templates is not None:
@@ -227,6 +233,7 @@ class Engine:
         allowed = setup.loaded.config.allowed_domains
         composed: dict[str, Composed] = {}
         refusals: list[str] = []
+        messages = MessageSetup.of(setup)
         for n in evaluation.sendable:
             if n.channel == "digest":
                 continue
@@ -251,7 +258,7 @@ class Engine:
                     composed[key] = Composed(_address(self.sender), (), b"", refused, error)
                     continue
             action = snapshot.actions.get(n.action)
-            result = compose_notification(setup, self.templates, filtered.notification, action, now)
+            result = compose_notification(messages, self.templates, filtered.notification, action, now)
             if result.fallback_reason:
                 log.error("template failed for %s, used the built-in: %s", n.key, result.fallback_reason)
                 self._admin(f"template failed: {n.template}", result.fallback_reason)
@@ -319,7 +326,7 @@ class Engine:
                     directory=env.directory,
                     templates=self.templates,
                     sender=self.sender,
-                    org_name=_org_name(self.sender),
+                    org_name=org_name(self.sender),
                     org_tz=setup.loaded.tz,
                     now=now,
                     digest_id=digest.id,
@@ -439,31 +446,21 @@ class Engine:
 
 
 def compose_notification(
-    setup: Setup, templates: TemplateSet, n: Notification, action: Action | None, now: datetime
+    messages: MessageSetup, templates: TemplateSet, n: Notification, action: Action | None, now: datetime
 ) -> ComposedEmail:
     """The email for one notification, with the rule's and the cycle's context.
 
-    It is dated (and rendered as of) the instant it may go out: a reminder composed at midnight
-    that waits for the recipient's 08:00 window says 08:00, not midnight.
+    It is dated (and rendered as of) the instant it may go out, as ``check`` renders its subject.
     """
-    now = max(now, n.not_before)
-    env = setup.environment
-    rule = setup.rules.get(n.rule)
-    cycle_id = action.fields.get("cycle") if action else None
-    cycle = env.cycles.cycles.get(cycle_id) if cycle_id else None
-    hold = _hold_spec(rule, n)
-    sender = setup.loaded.config.delivery.from_
-    result = compose(
+    now = rendered_at(n, now)
+    hold = _hold_spec(messages.rules.get(n.rule), n)
+    result = compose_from_context(
         n,
-        action=dict(action.fields) if action else {"id": n.action, "title": ""},
-        rule={"id": n.rule, "description": rule.description if rule else "", "severity": n.severity},
-        directory=env.directory,
+        messages.context(n, action, now),
+        directory=messages.directory,
         templates=templates,
-        sender=sender,
-        org_name=_org_name(sender),
-        org_tz=setup.loaded.tz,
+        sender=messages.sender,
         now=now,
-        cycle=_cycle_context(cycle),
         busy=hold.busy if hold else False,
         hold_title=hold.title if hold else None,
     )
@@ -498,19 +495,9 @@ def _hold_spec(rule: Any, n: Notification) -> Any:
     return rule.steps[n.step].calendar_hold
 
 
-def _cycle_context(cycle: Any) -> dict[str, Any]:
-    if cycle is None:
-        return {}
-    return {pid: {"start": p.start, "end": p.end, "meeting": p.meeting} for pid, p in cycle.phases.items()}
-
-
 def _reasons(replies: Mapping[str, str]) -> str:
     return "; ".join(f"{k}: {v}" for k, v in replies.items())
 
 
 def _address(sender: str) -> str:
     return parseaddr(sender)[1] or sender
-
-
-def _org_name(sender: str) -> str:
-    return parseaddr(sender)[0] or "sopwatch"

@@ -24,20 +24,12 @@ from sopwatch.core.digest import DigestFigures
 from sopwatch.core.evaluate import Notification
 from sopwatch.core.model import Directory
 from sopwatch.core.rules import SEVERITY_RANK
-from sopwatch.messages.context import action_context, alert_context, base_context, human_span
+from sopwatch.messages.context import action_context, base_context, human_span
 from sopwatch.messages.ical import build_hold
+from sopwatch.messages.notification import notification_context, template_names
 from sopwatch.messages.render import one_line
 from sopwatch.messages.templates import RenderedText, TemplateSet
 
-# Which built-in stands in for a failing or missing template, by notification kind.
-BUILTIN_FOR_KIND = {
-    "reminder": "reminder",
-    "escalation": "escalation",
-    "resolved": "resolved",
-    "hold": "hold",
-    "hold-update": "hold",
-    "cancel": "cancel",
-}
 _UNSAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
 # SMTP line endings, and no 8bit bodies: non-ASCII parts go out quoted-printable or base64, so a
 # relay without 8BITMIME never has to reject or mangle them.
@@ -146,13 +138,6 @@ def _set_bodies(message: EmailMessage, rendered: RenderedText) -> None:
 # -- alerts ----------------------------------------------------------------------------------------
 
 
-def _hold_context(notification: Notification) -> dict[str, Any] | None:
-    hold = notification.hold
-    if hold is None:
-        return None
-    return {"start": hold.start, "end": hold.end, "uid": hold.uid, "sequence": hold.sequence}
-
-
 def compose(
     notification: Notification,
     *,
@@ -168,31 +153,51 @@ def compose(
     busy: bool = False,
     hold_title: str | None = None,
 ) -> Composed:
-    """One notification as an email; a calendar/cancel notification with a hold becomes an iMIP invite.
+    """One notification as an email, its template context built from these parts.
 
     ``busy`` and ``hold_title`` come from the step's ``calendar_hold`` (free time and the action's
     subject by default).
     """
-    first = notification.to[0] if notification.to else (notification.cc[0] if notification.cc else None)
-    context = alert_context(
+    context = notification_context(
+        notification,
         action=action,
-        action_id=notification.action,
         rule=rule,
-        step=notification.step,
-        fired_at=notification.fire_at,
-        repeats=notification.repeat,
-        kind=notification.kind,
-        recipient=first,
         directory=directory,
         org_name=org_name,
         org_tz=org_tz,
         now=now,
         cycle=cycle,
-        notes=notification.notes,
-        hold=_hold_context(notification),
     )
-    builtin = BUILTIN_FOR_KIND.get(notification.kind, "reminder" if notification.step == 0 else "escalation")
-    rendered = templates.render(notification.template or builtin, context, builtin=builtin)
+    return compose_from_context(
+        notification,
+        context,
+        directory=directory,
+        templates=templates,
+        sender=sender,
+        now=now,
+        busy=busy,
+        hold_title=hold_title,
+    )
+
+
+def compose_from_context(
+    notification: Notification,
+    context: Mapping[str, Any],
+    *,
+    directory: Directory,
+    templates: TemplateSet,
+    sender: str,
+    now: datetime,
+    busy: bool = False,
+    hold_title: str | None = None,
+) -> Composed:
+    """One notification as an email; a calendar/cancel notification with a hold becomes an iMIP invite.
+
+    ``context`` comes from ``messages.notification``, where ``check`` gets the one it prints the
+    subject from.
+    """
+    name, builtin = template_names(notification)
+    rendered = templates.render(name, context, builtin=builtin)
 
     recipients = [*notification.to, *notification.cc]
     message_id = message_id_for(notification.key, recipients, notification.action, sender)

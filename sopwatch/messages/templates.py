@@ -238,22 +238,39 @@ class TemplateSet:
 
         ``builtin`` defaults to ``name`` for built-in names and to ``reminder`` otherwise.
         """
+        return self._render_or_fall_back(name, context, builtin, bodies=True)
+
+    def subject(self, name: str, context: Mapping[str, Any], *, builtin: str | None = None) -> str:
+        """The subject ``render`` would give, without rendering the bodies: what ``check`` prints.
+
+        The same fallbacks apply: a custom template without a subject file keeps the built-in's; a
+        failing subject, or a body that is missing or does not compile, gives the built-in's subject;
+        a failing built-in gives the last-resort one. Only a body that fails at render time goes
+        unseen here (``render`` then falls back to the built-in, subject included).
+        """
+        return self._render_or_fall_back(name, context, builtin, bodies=False).subject
+
+    def _render_or_fall_back(
+        self, name: str, context: Mapping[str, Any], builtin: str | None, *, bodies: bool
+    ) -> RenderedText:
         fallback = builtin or (name if name in BUILTINS else "reminder")
         if fallback not in BUILTINS:
             raise SopwatchError(f"{fallback!r} is not a built-in template: use one of {', '.join(BUILTINS)}")
         try:
             check_name(name)
         except SopwatchError as exc:
-            return self._builtin_render(fallback, context, str(exc))
+            return self._builtin_render(fallback, context, str(exc), bodies)
         try:
-            return self._render(self._env, name, context, fallback)
+            return self._render(self._env, name, context, fallback, bodies)
         except Exception as exc:  # anything an override can raise, sandbox violations included
             where = _where(exc, f"{name}")
-            return self._builtin_render(fallback, context, f"{where}: {_describe(exc)}")
+            return self._builtin_render(fallback, context, f"{where}: {_describe(exc)}", bodies)
 
-    def _builtin_render(self, name: str, context: Mapping[str, Any], reason: str) -> RenderedText:
+    def _builtin_render(
+        self, name: str, context: Mapping[str, Any], reason: str, bodies: bool
+    ) -> RenderedText:
         try:
-            rendered = self._render(self._builtin, name, context, name)
+            rendered = self._render(self._builtin, name, context, name, bodies)
         except Exception as exc:
             # A built-in failing is a bug, but the notification still goes out, plainly.
             where = _where(exc, name)
@@ -262,8 +279,13 @@ class TemplateSet:
 
     @staticmethod
     def _render(
-        env: ImmutableSandboxedEnvironment, name: str, context: Mapping[str, Any], builtin: str
+        env: ImmutableSandboxedEnvironment, name: str, context: Mapping[str, Any], builtin: str, bodies: bool
     ) -> RenderedText:
+        """One template's parts; without ``bodies`` the bodies are loaded but not rendered (left empty).
+
+        Loading them still matters: a missing or broken body sends the whole message to the built-in,
+        subject included, and ``subject`` must say so too.
+        """
         try:
             subject_template = env.get_template(f"{name}.subject.j2")
         except TemplateNotFound:
@@ -271,12 +293,13 @@ class TemplateSet:
             subject_template = env.get_template(f"{builtin}.subject.j2")
         subject = one_line(subject_template.render(context))
         full = {**context, "subject": subject}
-        text = env.get_template(f"{name}.txt.j2").render(full)
+        text_template = env.get_template(f"{name}.txt.j2")
+        text = text_template.render(full) if bodies else ""
         try:
             html_template = env.get_template(f"{name}.html.j2")
         except TemplateNotFound:
             return RenderedText(subject, text, None)
-        return RenderedText(subject, text, html_template.render(full))
+        return RenderedText(subject, text, html_template.render(full) if bodies else None)
 
 
 def _last_resort(context: Mapping[str, Any], reason: str) -> RenderedText:
