@@ -94,7 +94,7 @@ def read_register(
     """Read and normalise the register named by ``cfg`` (its path relative to ``base_dir``).
 
     Rows whose status is in ``closed`` are checked for id, title, status and kind at once and
-    normalised further only when something reads them (see :class:`ClosedRowFields`): a register
+    normalised further only when something reads them (see :class:`RegisterActions`): a register
     keeps years of closed work that no rule looks at. Pass no ``closed`` to check every cell of
     every row, as ``validate`` does.
 
@@ -296,16 +296,15 @@ def _normalise(
         ]
     )
     quick = _ClosedRowReader(names, converters, closed) if closed else None
-
-    actions: dict[str, Action] = {}
+    actions = RegisterActions(convert_row)
     first_row: dict[str, int] = {}
     for number, values in table.rows:
         if quick is not None:
-            known = quick.read(values)
-            if known is not None:
-                ident = known["id"]
+            head = quick.read(values)
+            if head is not None:
+                ident, status, owner = head
                 if first_row.setdefault(ident, number) == number:
-                    actions[ident] = Action(ident, ClosedRowFields(known, values, convert_row), number)
+                    actions.add_closed(ident, status, owner, number, values)
                     continue
                 # A duplicate: the full path below reports it with the row's other problems.
         fields, errors = convert_row(values)
@@ -323,10 +322,62 @@ def _normalise(
         if errors:
             problems.extend(InputError(message, Location(where, row=number)) for message in errors)
             continue
-        actions[ident] = Action(ident, fields, number)
+        actions.add(Action(ident, fields, number))
 
     columns = frozenset(name for _index, name in names) | {"kind", "status"}
     return RegisterRead(Snapshot(actions, columns), tuple(problems))
+
+
+class RegisterActions(Mapping[str, Action]):
+    """The register's actions by id, in file order; a closed row becomes an Action on first use.
+
+    Most of a long-lived register is closed work that no rule looks at. Its rows are checked for
+    id, title, status and kind when read, then kept raw: only their id, status and owner are at
+    hand (for observing status and owner changes), and the rest of a row is converted when
+    something asks for that action (an open episode being resolved, ``explain``, a digest). A cell
+    that turns out unreadable then is left out of its fields; ``validate`` reads every cell of
+    every row and reports it with its row number.
+    """
+
+    def __init__(self, convert_row: _RowConverter) -> None:
+        self._convert = convert_row
+        self._order: list[str] = []
+        self._statuses: list[str] = []
+        self._owners: list[str | None] = []
+        self._ready: dict[str, Action] = {}
+        self._raw: dict[str, tuple[int, Sequence[Any]]] = {}
+
+    def add(self, action: Action) -> None:
+        self._order.append(action.id)
+        self._statuses.append(action.fields["status"])
+        self._owners.append(action.fields.get("owner"))
+        self._ready[action.id] = action
+
+    def add_closed(self, ident: str, status: str, owner: str | None, row: int, values: Sequence[Any]) -> None:
+        self._order.append(ident)
+        self._statuses.append(status)
+        self._owners.append(owner)
+        self._raw[ident] = (row, values)
+
+    def status_and_owner(self) -> Iterator[tuple[str, str, str | None]]:
+        return zip(self._order, self._statuses, self._owners, strict=True)
+
+    def __getitem__(self, action_id: str) -> Action:
+        action = self._ready.get(action_id)
+        if action is None:
+            row, values = self._raw[action_id]
+            fields, _unreadable = self._convert(values)  # left out; validate reports them
+            action = self._ready[action_id] = Action(action_id, fields, row)
+        return action
+
+    def __contains__(self, action_id: object) -> bool:
+        return action_id in self._ready or action_id in self._raw
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._order)
+
+    def __len__(self) -> int:
+        return len(self._order)
 
 
 class _RowConverter:
@@ -372,10 +423,6 @@ class _RowConverter:
         return fields, errors
 
 
-# Fields of a closed row that are read at once: what identifies it and what observing it needs.
-_EAGER_FIELDS = ("id", "title", "status", "kind", "owner")
-
-
 class _ClosedRowReader:
     """Reads the eager fields of a row and says whether the row is closed and sound so far.
 
@@ -392,32 +439,27 @@ class _ClosedRowReader:
         self.closed_status = _memo(converters.for_field("status", "status"), lambda s: s in closed)
         self.kind = _memo(converters.for_field("kind", "kind"), lambda k: True)
 
-    def read(self, values: Sequence[Any]) -> dict[str, Any] | None:
-        """The eager fields of a closed row whose eager fields are all good, else None."""
+    def read(self, values: Sequence[Any]) -> tuple[str, str, str | None] | None:
+        """(id, status, owner) of a closed row whose id, title, status and kind are good, else None."""
         if len(values) < self.width or self.status_at is None:
             return None  # short rows are rare: the full path pads them
         status = self.closed_status(values[self.status_at])
         if status is None:
             return None
-        kind = "action"
         if self.kind_at is not None:
             raw_kind = values[self.kind_at]
-            if raw_kind is not None and raw_kind != "":
-                kind = self.kind(raw_kind)
-                if kind is None:
-                    return None
+            if raw_kind is not None and raw_kind != "" and self.kind(raw_kind) is None:
+                return None
         ident, title = values[self.id_at], values[self.title_at]
         ident = ident.strip() if type(ident) is str else _to_text(ident)
         title = title.strip() if type(title) is str else _to_text(title)
         if not ident or not title:
             return None
-        known = {"id": ident, "title": title, "status": status, "kind": kind}
+        owner = None
         if self.owner_at is not None:
             owner = values[self.owner_at]
-            owner = owner.strip() if type(owner) is str else _to_text(owner)
-            if owner:
-                known["owner"] = owner
-        return known
+            owner = (owner.strip() if type(owner) is str else _to_text(owner)) or None
+        return ident, status, owner
 
 
 def _memo(convert: Converter, keep: Callable[[Any], bool]) -> Callable[[Any], Any]:
@@ -439,44 +481,6 @@ def _memo(convert: Converter, keep: Callable[[Any], bool]) -> Callable[[Any], An
         return cache[raw]
 
     return lookup
-
-
-class ClosedRowFields(Mapping[str, Any]):
-    """The fields of a closed row: id, title, status, kind and owner at once, the rest on first use.
-
-    Most of a register is closed work that only needs to be recognised (by id and status); its
-    dates and other cells are converted when something reads them (an open episode being resolved,
-    ``explain``, the digest). A cell that turns out unreadable then is left out of the fields:
-    ``validate`` reads every cell of every row and reports it with its row number.
-    """
-
-    __slots__ = ("_convert", "_fields", "_known", "_values")
-
-    def __init__(self, known: dict[str, Any], values: Sequence[Any], convert: _RowConverter) -> None:
-        self._known = known
-        self._values: Sequence[Any] | None = values
-        self._convert = convert
-        self._fields: dict[str, Any] | None = None
-
-    def _all(self) -> dict[str, Any]:
-        fields = self._fields
-        if fields is None:
-            assert self._values is not None
-            fields, _errors = self._convert(self._values)
-            fields.update(self._known)
-            self._fields, self._values = fields, None
-        return fields
-
-    def __getitem__(self, name: str) -> Any:
-        if self._fields is None and name in _EAGER_FIELDS:
-            return self._known[name]
-        return self._all()[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._all())
-
-    def __len__(self) -> int:
-        return len(self._all())
 
 
 def _map_headers(

@@ -119,17 +119,15 @@ def observe(
     records: dict[str, Record] = {}
     changed: dict[str, Observation] = {}
     previous = state.observations
-    for action in snapshot:
-        fields = action.fields
-        status = fields["status"]
-        seen = previous.get(action.id)
-        skipped = status in skip
-        if seen is None and skipped and action.id not in keep:
-            continue  # most of a register: closed before sopwatch ever saw it
-        owner = fields.get("owner")
+    actions = snapshot.actions
+    for action_id, status, owner in snapshot.status_and_owner():
+        seen = previous.get(action_id)
+        skipped = status in skip and action_id not in keep
         if seen is None:
+            if skipped:
+                continue  # most of a register: closed before sopwatch ever saw it
             seen = Observation(status, now, owner, now, now)
-            changed[action.id] = seen
+            changed[action_id] = seen
         elif seen.status != status or seen.owner != owner:
             seen = Observation(
                 status,
@@ -138,14 +136,15 @@ def observe(
                 seen.owner_since if seen.owner == owner else now,
                 seen.first_seen,
             )
-            changed[action.id] = seen
-        if skipped and action.id not in keep:
+            changed[action_id] = seen
+        if skipped:
             continue
+        fields = actions[action_id].fields
         record = dict(fields)
         record["status_since"] = fields.get("status_changed_at") or seen.status_since
         record["owner_since"] = seen.owner_since
         record["first_seen"] = seen.first_seen
-        records[action.id] = record
+        records[action_id] = record
     return records, changed
 
 

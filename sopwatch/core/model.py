@@ -82,6 +82,17 @@ class Snapshot:
     def __iter__(self) -> Iterator[Action]:
         return iter(self.actions.values())
 
+    def status_and_owner(self) -> Iterator[tuple[str, str, str | None]]:
+        """(id, status, owner) of every action in file order.
+
+        What observing needs from every row. A register adapter may answer it without building
+        the actions (``RegisterActions``): most of a register is closed work no rule reads.
+        """
+        quick = getattr(self.actions, "status_and_owner", None)
+        if quick is not None:
+            return quick()
+        return ((a.id, a.fields["status"], a.fields.get("owner")) for a in self.actions.values())
+
     def __len__(self) -> int:
         return len(self.actions)
 
