@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sopwatch.config.loader import Setup
-from sopwatch.core.evaluate import Notification, delivery_start, observe, resolve_recipients
+from sopwatch.core.evaluate import Notification, delivery_start, record_of, resolve_recipients
 from sopwatch.core.state import HoldRecord, State
 from sopwatch.core.timeexpr import Duration
 from sopwatch.daemon.engine import compose_notification
@@ -31,8 +31,7 @@ def preview(
         raise SopwatchError(f"no rule {rule_id!r}" if rule_id else "there are no rules to preview with")
     if not 0 <= step < len(rule.steps):
         raise SopwatchError(f"rule {rule.id!r} has steps 0..{len(rule.steps) - 1}, not {step}")
-    records, _ = observe(setup.snapshot, State(), now)
-    record = records[action_id]
+    record = record_of(setup.snapshot, State(), now, action_id)
     env = setup.environment
     to, cc, notes = resolve_recipients(rule.steps[step], record, env)
     kind, channel = _KIND.get(name, ("reminder" if step == 0 else "escalation", "email"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import sqlite3
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,7 +18,9 @@ from hypothesis import strategies as st
 
 from sopwatch.adapters.register import RegisterActions, RegisterRead, read_register
 from sopwatch.config.schema import RegisterConfig
+from sopwatch.core.evaluate import observe, record_of
 from sopwatch.core.model import DEFAULT_TERMINAL
+from sopwatch.core.state import State
 
 BERLIN = ZoneInfo("Europe/Berlin")
 HEADER = ["ID", "Status", "Type", "Title", "Owner", "Due", "created_at", "Tags", "Region", "impact_eur"]
@@ -156,3 +159,18 @@ def test_validate_reports_a_bad_cell_in_a_closed_row_that_check_passes_over(
     assert checked.returncode == 0, checked.stderr
     assert "someday" not in checked.stderr
     assert "stale-approval" in checked.stdout  # the open actions are still evaluated
+
+
+def test_one_record_is_built_without_building_the_other_closed_actions(tmp_path: Path) -> None:
+    write_csv(
+        tmp_path / "register.csv",
+        [[f"A-{i}", "Closed", "", f"Plan {i}", "dana", "2026-12-04", "", "", "", ""] for i in range(50)]
+        + [["B-1", "WIP", "", "Live", "lee", "2026-12-05", "", "", "", ""]],
+    )
+    lazy, full = both_reads(tmp_path, "csv")
+    now = datetime(2026, 12, 9, 10, tzinfo=BERLIN)
+    record = record_of(lazy.snapshot, State(), now, "A-7")
+    expected, _ = observe(full.snapshot, State(), now)
+    assert record == expected["A-7"]
+    # White-box, on purpose: explain and preview must not convert the whole register for one action.
+    assert set(lazy.snapshot.actions._ready) == {"A-7", "B-1"}  # type: ignore[attr-defined]

@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 
 from sopwatch.core.conditions import index_key
-from sopwatch.core.model import DEFAULT_TERMINAL, CycleCalendar, Directory, Snapshot
+from sopwatch.core.model import DEFAULT_TERMINAL, STATUSES, CycleCalendar, Directory, Snapshot
 from sopwatch.core.recipients import Recipient, RecipientExpr
 from sopwatch.core.rules import Rule, RuleSet, Step
 from sopwatch.core.state import Episode, HoldRecord, Observation, Silence, State, StepRecord
@@ -146,6 +146,12 @@ def observe(
         record["first_seen"] = seen.first_seen
         records[action_id] = record
     return records, changed
+
+
+def record_of(snapshot: Snapshot, state: State, now: datetime, action_id: str) -> Record:
+    """The record of one action, as ``observe`` makes it, without building any other action's."""
+    records, _ = observe(snapshot, state, now, skip=frozenset(STATUSES), keep=frozenset({action_id}))
+    return records[action_id]
 
 
 class Plan:

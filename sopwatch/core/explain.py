@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sopwatch.core.evaluate import Environment, current_step, firing, observe, resolve_recipients, step_due
+from sopwatch.core.evaluate import Environment, current_step, firing, record_of, resolve_recipients, step_due
 from sopwatch.core.model import Snapshot
 from sopwatch.core.rules import RuleSet
 from sopwatch.core.state import State
@@ -40,8 +40,7 @@ class RuleView:
 def explain(
     action_id: str, snapshot: Snapshot, rules: RuleSet, env: Environment, state: State, now: datetime
 ) -> list[RuleView]:
-    records, _ = observe(snapshot, state, now)
-    record = records[action_id]
+    record = record_of(snapshot, state, now, action_id)
     views = []
     for rule in rules:
         episode = state.episodes.get((rule.id, action_id))
