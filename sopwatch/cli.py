@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import wraps
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -26,6 +26,9 @@ from sopwatch.core.simulate import simulate
 from sopwatch.core.state import State
 from sopwatch.errors import ProblemList, SopwatchError
 from sopwatch.timeparse import parse_instant, parse_step
+
+if TYPE_CHECKING:
+    from sopwatch.daemon.policy import Filtered
 
 
 @dataclass
@@ -148,7 +151,7 @@ def check(obj: Context, at_text: str | None, as_json: bool) -> None:
     now = obj.instant(at_text)
     state = _load_state(setup)
     result = evaluate(setup.snapshot, setup.rules, setup.environment, state, now, plan_ahead=False)
-    _print_notifications(setup, result.notifications, as_json)
+    _print_notifications(setup, _as_sent(setup, result.notifications), as_json)
     if result.deferred:
         click.echo(f"note: {result.deferred} more wait for the next tick (max_messages_per_tick)", err=True)
 
@@ -173,9 +176,10 @@ def simulate_command(obj: Context, start_text: str, end_text: str, every: str, a
     sent: list[Notification] = []
     for evaluation in simulate(setup.snapshot, setup.rules, setup.environment, start, end, step):
         sent.extend(evaluation.notifications)
-    _print_notifications(setup, sent, as_json)
+    as_sent = _as_sent(setup, sent)
+    _print_notifications(setup, as_sent, as_json)
     if not as_json:
-        _print_summary(sent)
+        _print_summary([filtered.notification for _original, filtered in as_sent])
 
 
 @cli.command(name="explain")
@@ -232,13 +236,25 @@ def _recipients(to: Iterable[str], cc: Iterable[str]) -> str:
     return f"{text}  cc {cc_text}" if cc_text else text
 
 
-def _print_notifications(setup: Setup, notifications: Iterable[Notification], as_json: bool) -> None:
+def _as_sent(setup: Setup, notifications: Iterable[Notification]) -> list[tuple[Notification, Filtered]]:
+    """Each notification beside what the daemon would send: no recipient outside ``allowed_domains``."""
+    from sopwatch.daemon.policy import filter_notification  # the daemon's small filter (no engine)
+
+    allowed = setup.loaded.config.allowed_domains
+    return [(n, filter_notification(n, allowed)) for n in notifications]
+
+
+def _print_notifications(setup: Setup, sent: list[tuple[Notification, Filtered]], as_json: bool) -> None:
     subject_of = _subjects(setup) if as_json else None  # only --json prints subjects
     tz = setup.loaded.tz
-    for n in notifications:
+    for original, filtered in sent:
+        n, refused = filtered.notification, list(filtered.refused)
         if subject_of is not None:
             data = notification_json(n)
-            data["subject"] = subject_of(n)
+            # With nobody left the daemon sends nothing; the subject is that of the unfiltered message.
+            data["subject"] = subject_of(n if n.to or n.cc else original)
+            if refused:
+                data["refused"] = refused
             click.echo(json.dumps(data, ensure_ascii=False))
             continue
         when = _local(n.at, tz)
@@ -249,29 +265,24 @@ def _print_notifications(setup: Setup, notifications: Iterable[Notification], as
             f"{when}{wait}  {n.rule:<24} {n.action:<8} step {n.step} rep {n.repeat}  {kind:<20} "
             f"-> {_recipients(n.to, n.cc)}{silenced}"
         )
-        for note in n.notes:
+        notes = list(n.notes)
+        if refused:
+            notes.append(f"not sent to {', '.join(refused)}: outside allowed_domains")
+        for note in notes:
             click.echo(f"{'':>19}note: {note}")
 
 
 def _subjects(setup: Setup) -> Callable[[Notification], str]:
     """The subject each notification's email carries: the daemon's templates, context and instant."""
-    # Imported here, so a check without --json never loads jinja2. The policy module is the daemon's
-    # small allowed_domains filter (no engine, no SMTP).
-    from sopwatch.daemon.policy import filter_notification
+    # Imported here, so a check without --json never loads jinja2.
     from sopwatch.messages.notification import MessageSetup, rendered_at, template_names, templates_folder
     from sopwatch.messages.templates import TemplateSet
 
-    allowed = setup.loaded.config.allowed_domains
     templates = TemplateSet(templates_folder(setup))
     messages = MessageSetup.of(setup)
     actions = setup.snapshot.actions
 
     def subject_of(n: Notification) -> str:
-        # The daemon composes from the notification without refused recipients: the first one left
-        # is the template's `recipient`. With none left it sends nothing; the subject is still shown.
-        filtered = filter_notification(n, allowed).notification
-        if filtered.to or filtered.cc:
-            n = filtered
         name, builtin = template_names(n)
         context = messages.context(n, actions.get(n.action), rendered_at(n, n.at))
         return templates.subject(name, context, builtin=builtin)

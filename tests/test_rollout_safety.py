@@ -409,6 +409,49 @@ def test_validate_reports_every_address_outside_allowed_domains(tmp_path: Path, 
         assert re.search(pattern, output), (pattern, output)
 
 
+def test_check_and_simulate_show_what_the_daemon_would_send(tmp_path: Path, run_sopwatch) -> None:
+    """Recipients outside allowed_domains are left out of check/simulate, as they are at send time."""
+    register = [
+        {"id": "A-1", "title": "Mixed", "status": "open", "owner": "ann", "due": "2026-12-01"},
+        {
+            "id": "A-2",
+            "title": "Nobody left",
+            "status": "open",
+            "owner": "mallory@evil.test",
+            "due": "2026-12-01",
+        },
+    ]
+    config = make_setup(
+        tmp_path / "s", register, rules=OUTSIDE_RULES, extra="allowed_domains: [example.com]\n"
+    )
+    at = ("--at", "2026-12-02T12:00")  # a due date ends with its day: due from Dec 2, 00:00
+
+    lines = run_sopwatch("check", "--config", str(config), *at, "--json")
+    assert lines.returncode == 0, lines.stderr
+    sent = {(row["action"], row["step"]): row for row in map(json.loads, lines.stdout.splitlines())}
+    mixed = sent[("A-1", 0)]
+    assert mixed["to"] == ["ann@example.com", "audit@example.com"] and mixed["cc"] == []
+    assert mixed["refused"] == ["ext@partner.test", "board@evil.test"]
+    assert mixed["subject"] == "[S&OP] A-1: Mixed"
+    nobody = sent[("A-2", 0)]
+    assert nobody["to"] == ["audit@example.com"] and nobody["refused"] == [
+        "mallory@evil.test",
+        "ext@partner.test",
+        "board@evil.test",
+    ]
+
+    text = run_sopwatch("check", "--config", str(config), *at)
+    assert text.returncode == 0, text.stderr
+    assert "-> ann@example.com, audit@example.com\n" in text.stdout
+    assert "note: not sent to ext@partner.test, board@evil.test: outside allowed_domains" in text.stdout
+    assert "evil.test  cc" not in text.stdout and "-> ext@" not in text.stdout
+
+    simulated = run_sopwatch("simulate", "--config", str(config), "--from", "2026-12-01T00:00", "--to", at[1])
+    assert simulated.returncode == 0, simulated.stderr
+    summary = simulated.stdout.split("by recipient:")[1]
+    assert "ann@example.com" in summary and "partner.test" not in summary and "evil.test" not in summary
+
+
 def test_validate_reports_people_csv_rows(tmp_path: Path) -> None:
     config = make_setup(tmp_path / "s", rows(1), extra="allowed_domains: [example.com]\n")
     people = config.parent / "people.csv"
