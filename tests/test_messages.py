@@ -13,11 +13,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from sopwatch.core.digest import human_span
 from sopwatch.core.evaluate import Notification
 from sopwatch.core.model import Directory, Person
 from sopwatch.core.state import HoldRecord
 from sopwatch.errors import SopwatchError
-from sopwatch.messages.context import human_span, sample_context
+from sopwatch.messages.context import sample_context
 from sopwatch.messages.email import (
     Composed,
     DigestItem,

@@ -88,12 +88,14 @@ def scope_of(person: Person | None, directory: Directory) -> frozenset[str]:
     return frozenset(scope)
 
 
-def age_text(delta: timedelta) -> str:
-    days = delta.days
-    if days >= 1:
-        return f"{days} day{'s' if days != 1 else ''}"
-    hours = delta.seconds // 3600
-    return f"{hours} hour{'s' if hours != 1 else ''}"
+def human_span(delta: timedelta) -> str:
+    """'3 days', '5 hours', '20 minutes': how long something has waited, for people, not machines."""
+    seconds = abs(delta.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = int(seconds // size)
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return "less than a minute"
 
 
 def figures(
@@ -165,9 +167,9 @@ def figures(
         ageing=ageing,
         stale_approvals=stale,
         unassigned_decisions=unassigned,
-        oldest_item=(oldest[1], age_text(now - oldest[0])) if oldest else None,
+        oldest_item=(oldest[1], human_span(now - oldest[0])) if oldest else None,
         closed_on_time_pct=round(100 * on_time / closed, 1) if closed else None,
-        median_approval_turnaround=age_text(timedelta(seconds=statistics.median(turnarounds)))
+        median_approval_turnaround=human_span(timedelta(seconds=statistics.median(turnarounds)))
         if turnarounds
         else None,
     )

@@ -11,22 +11,13 @@ from collections.abc import Mapping
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any
 
+from sopwatch.core.digest import human_span
 from sopwatch.core.model import CANONICAL_FIELDS, OBSERVED_FIELDS, PERSON_FIELDS, Directory, Person
 
 
 def tz_name(tz: tzinfo | None) -> str:
     key = getattr(tz, "key", None)
     return key if key else str(tz or "UTC")
-
-
-def human_span(delta: timedelta) -> str:
-    """'3 days', '5 hours', '20 minutes': how long something has waited, for people, not machines."""
-    seconds = abs(delta.total_seconds())
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size:
-            count = int(seconds // size)
-            return f"{count} {unit}{'' if count == 1 else 's'}"
-    return "less than a minute"
 
 
 def as_instant(value: date | datetime, org_tz: tzinfo) -> datetime:

@@ -20,11 +20,11 @@ from email.utils import format_datetime, parseaddr
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sopwatch.core.digest import DigestFigures
+from sopwatch.core.digest import DigestFigures, human_span
 from sopwatch.core.evaluate import Notification
 from sopwatch.core.model import Directory
 from sopwatch.core.rules import SEVERITY_RANK
-from sopwatch.messages.context import action_context, base_context, human_span
+from sopwatch.messages.context import action_context, base_context
 from sopwatch.messages.ical import build_hold
 from sopwatch.messages.notification import notification_context, template_names
 from sopwatch.messages.render import one_line
