@@ -58,3 +58,21 @@ def run_sopwatch() -> CliRunner:
 def make_example_copy() -> Callable[[Path], Path]:
     """``copy_example`` as a fixture, for module- or session-scoped setups (``example_copy`` is per test)."""
     return copy_example
+
+
+@pytest.fixture
+def engines():  # type: ignore[no-untyped-def]
+    """``engines(config, **kwargs)`` makes a daemon Engine (no SMTP secrets); all are closed after the test."""
+    from sopwatch.daemon.engine import Engine
+
+    made: list[Engine] = []
+
+    def make(config: Path, **kwargs) -> Engine:  # type: ignore[no-untyped-def]
+        engine = Engine(config, environ={}, **kwargs)
+        made.append(engine)
+        return engine
+
+    yield make
+    for engine in made:
+        if not engine.loop.is_closed():
+            engine.close()

@@ -16,13 +16,12 @@ import sqlite3
 import textwrap
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from maildir_reading import delivered, kind_of, of_kind
 
-from sopwatch.daemon.engine import Engine
 from sopwatch.delivery.base import OutgoingMessage, SendResult
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -106,24 +105,6 @@ def row(ident: str, owner: str, due: str, title: str | None = None) -> dict[str,
     return {"id": ident, "title": title or f"Item {ident}", "status": "open", "owner": owner, "due": due}
 
 
-def delivered(config: Path) -> list[tuple[bytes, EmailMessage]]:
-    new = config.parent / "maildir" / "new"
-    files = sorted(new.iterdir()) if new.exists() else []
-    out = []
-    for path in files:
-        raw = path.read_bytes()
-        out.append((raw, email.message_from_bytes(raw, policy=email.policy.default)))
-    return out
-
-
-def kind_of(message: EmailMessage) -> str:
-    return str(message["X-Sopwatch-Kind"])
-
-
-def of_kind(config: Path, kind: str) -> list[EmailMessage]:
-    return [m for _, m in delivered(config) if kind_of(m) == kind]
-
-
 def outbox_rows(config: Path) -> list[tuple[int, str, str, bytes | None]]:
     with contextlib.closing(sqlite3.connect(config.parent / "state.db")) as db:
         return db.execute("SELECT id, key, status, message FROM outbox ORDER BY id").fetchall()
@@ -131,22 +112,6 @@ def outbox_rows(config: Path) -> list[tuple[int, str, str, bytes | None]]:
 
 def message_id(data: bytes) -> str:
     return str(email.message_from_bytes(data, policy=email.policy.default)["Message-ID"])
-
-
-@pytest.fixture
-def engines():  # type: ignore[no-untyped-def]
-    """Engines made through this fixture are closed at the end of the test."""
-    made: list[Engine] = []
-
-    def make(config: Path, **kwargs) -> Engine:  # type: ignore[no-untyped-def]
-        engine = Engine(config, environ={}, **kwargs)
-        made.append(engine)
-        return engine
-
-    yield make
-    for engine in made:
-        if not engine.loop.is_closed():
-            engine.close()
 
 
 # --- hostile data end to end ------------------------------------------------------------------------
@@ -392,3 +357,33 @@ def test_an_edit_that_keeps_size_and_timestamp_is_still_picked_up(tmp_path: Path
     os.utime(rules, ns=(stamp, stamp))  # the same size and the same timestamp as before
     engine.tick(datetime(2026, 12, 2, 11, tzinfo=BERLIN))
     assert engine.setup.rules.get("late").repeat.amount == 2
+
+
+# --- template edits ----------------------------------------------------------------------------------
+
+GOOD_TEMPLATE = "Custom reminder for {{ action.id }}: please act.\n"
+BROKEN_TEMPLATE = "Custom reminder for {{ action.id }: please act.\n"  # unbalanced braces: a syntax error
+
+
+def test_a_broken_template_edit_keeps_the_last_good_copy(tmp_path: Path, engines) -> None:
+    config = make_setup(
+        tmp_path / "s",
+        [row("A-1", "ann", "2026-12-01"), row("A-2", "ann", "2026-12-05")],
+        templates={"reminder.txt.j2": GOOD_TEMPLATE},
+    )
+    engine = engines(config)
+    engine.tick(datetime(2026, 12, 2, 10, tzinfo=BERLIN))
+    first = of_kind(config, "reminder")
+    assert len(first) == 1
+    assert "Custom reminder for A-1: please act." in first[0].get_body(("plain",)).get_content()
+
+    (config.parent / "templates" / "reminder.txt.j2").write_text(BROKEN_TEMPLATE, encoding="utf-8")
+    engine.tick(datetime(2026, 12, 6, 10, tzinfo=BERLIN))
+    second = [m for m in of_kind(config, "reminder") if str(m["X-Sopwatch-Action"]) == "A-2"]
+    assert len(second) == 1
+    # The override as it was before the edit, not the built-in and not the broken text.
+    assert "Custom reminder for A-2: please act." in second[0].get_body(("plain",)).get_content()
+    admin = of_kind(config, "admin")
+    assert len(admin) == 1
+    body = admin[0].get_body(("plain",)).get_content()
+    assert "reminder.txt.j2" in body and str(config.parent / "templates") in body

@@ -21,9 +21,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from maildir_reading import messages, of_kind
 
 from sopwatch.config.loader import load_setup
-from sopwatch.daemon.engine import Engine
 from sopwatch.daemon.policy import domain_problems, is_allowed
 from sopwatch.delivery.base import OutgoingMessage, SendResult
 from sopwatch.errors import ProblemList
@@ -111,19 +111,9 @@ def make_setup(
     return folder / "config.yaml"
 
 
-def delivered(config: Path) -> list[EmailMessage]:
-    new = config.parent / "maildir" / "new"
-    files = sorted(new.iterdir()) if new.exists() else []
-    return [email.message_from_bytes(p.read_bytes(), policy=email.policy.default) for p in files]
-
-
-def of_kind(config: Path, kind: str) -> list[EmailMessage]:
-    return [m for m in delivered(config) if str(m["X-Sopwatch-Kind"]) == kind]
-
-
 def count(config: Path) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for message in delivered(config):
+    for message in messages(config):
         kind = str(message["X-Sopwatch-Kind"])
         counts[kind] = counts.get(kind, 0) + 1
     return counts
@@ -136,21 +126,6 @@ def open_episodes(config: Path) -> set[str]:
 
 def body(message: EmailMessage) -> str:
     return message.get_body(("plain",)).get_content()
-
-
-@pytest.fixture
-def engines():  # type: ignore[no-untyped-def]
-    made: list[Engine] = []
-
-    def make(config: Path, **kwargs) -> Engine:  # type: ignore[no-untyped-def]
-        engine = Engine(config, environ={}, **kwargs)
-        made.append(engine)
-        return engine
-
-    yield make
-    for engine in made:
-        if not engine.loop.is_closed():
-            engine.close()
 
 
 # --- the register shrink guard ----------------------------------------------------------------------
@@ -608,5 +583,5 @@ def test_admin_outside_allowed_domains_hears_nothing(tmp_path: Path, engines, ca
     )
     config.write_text(config.read_text().replace("admin@example.com", "root@evil.test"), encoding="utf-8")
     engines(config).tick(T0)
-    assert delivered(config) == []
+    assert messages(config) == []
     assert "admin root@evil.test is outside allowed_domains" in caplog.text
