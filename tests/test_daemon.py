@@ -26,7 +26,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email import policy
 from pathlib import Path
 from typing import IO, Any
@@ -35,6 +35,7 @@ import pytest
 import smtp_server
 from aiosmtpd.smtp import SMTP as SMTPServerProtocol
 from aiosmtpd.smtp import Envelope, Session
+from overdue_setup import write_overdue_setup
 from smtp_server import Certs, Received, RecordingHandler, SmtpServer
 
 from sopwatch.config.schema import DeliveryConfig
@@ -60,30 +61,9 @@ def person(i: int) -> str:
 
 def write_setup(folder: Path, port: int, certs: Certs, actions: int, *, admin: str | None = None) -> Path:
     """config.yaml, 20 people and ``actions`` open actions all due three days ago; returns the config."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "people.yaml").write_text(
-        "people:\n"
-        + "".join(f"  - {{id: p{i:02d}, name: Person {i}, email: {person(i)}}}\n" for i in range(PEOPLE)),
-        encoding="utf-8",
-    )
-    due = (date.today() - timedelta(days=3)).isoformat()  # the daemon runs on the real clock
-    (folder / "register.csv").write_text(
-        "id,title,status,owner,due\n"
-        + "".join(f"A-{i:04d},Action {i},open,p{i % PEOPLE:02d},{due}\n" for i in range(actions)),
-        encoding="utf-8",
-    )
-    (folder / "rules").mkdir(exist_ok=True)
-    (folder / "rules" / "overdue.yaml").write_text(
-        "rules:\n  - {id: overdue, when: {status: open}, fire_at: due, escalation: [{notify: [owner]}]}\n",
-        encoding="utf-8",
-    )
-    config = folder / "config.yaml"
-    config.write_text(
-        "timezone: UTC\n"
-        "register: {type: csv, path: register.csv}\n"
-        "people: people.yaml\n"
-        'business_calendar: {workdays: [mon, tue, wed, thu, fri, sat, sun], hours: "00:00-24:00"}\n'
-        "rules: [rules/]\n"
+    people = [(f"p{i:02d}", f"Person {i}", person(i), None) for i in range(PEOPLE)]
+    owners = [f"p{i % PEOPLE:02d}" for i in range(actions)]
+    config = (
         "interval: 1m\n"
         "max_messages_per_tick: 5000\n"
         "state: state.db\n" + (f"admin: {admin}\n" if admin else "") + "delivery:\n"
@@ -94,10 +74,9 @@ def write_setup(folder: Path, port: int, certs: Certs, actions: int, *, admin: s
         "  starttls: true\n"
         f"  user: {USER}\n"
         f"  password_env: {PASSWORD_ENV}\n"
-        f"  ca_file: {certs.ca}\n",
-        encoding="utf-8",
+        f"  ca_file: {certs.ca}\n"
     )
-    return config
+    return write_overdue_setup(folder, people, owners, config, id_format="A-{i:04d}")
 
 
 def server(certs: Certs, handler: RecordingHandler | None = None) -> SmtpServer:

@@ -18,12 +18,13 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import CliRunner
+from overdue_setup import write_overdue_setup
 from prometheus_client.parser import text_string_to_metric_families
 
 from sopwatch.adapters.state_store import Composed, StateStore
@@ -40,37 +41,14 @@ def free_port() -> int:
 
 
 def write_setup(folder: Path, *, metrics_port: int | None = None, interval: str = "1m") -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "people.yaml").write_text(
-        "people:\n"
-        "  - {id: ann, name: Ann, email: ann@example.com, manager: bob}\n"
-        "  - {id: bob, name: Bob, email: bob@example.com}\n",
-        encoding="utf-8",
-    )
-    due = (date.today() - timedelta(days=3)).isoformat()
-    (folder / "register.csv").write_text(
-        "id,title,status,owner,due\n" + "".join(f"A-{i},Action {i},open,ann,{due}\n" for i in range(ACTIONS)),
-        encoding="utf-8",
-    )
-    (folder / "rules").mkdir(exist_ok=True)
-    (folder / "rules" / "overdue.yaml").write_text(
-        "rules:\n  - {id: overdue, when: {status: open}, fire_at: due, escalation: [{notify: [owner]}]}\n",
-        encoding="utf-8",
-    )
-    config = folder / "config.yaml"
-    config.write_text(
-        "timezone: UTC\n"
-        "register: {type: csv, path: register.csv}\n"
-        "people: people.yaml\n"
-        'business_calendar: {workdays: [mon, tue, wed, thu, fri, sat, sun], hours: "00:00-24:00"}\n'
-        "rules: [rules/]\n"
+    people = [("ann", "Ann", "ann@example.com", "bob"), ("bob", "Bob", "bob@example.com", None)]
+    config = (
         f"interval: {interval}\n"
         "state: state.db\n"
         "delivery: {type: maildir, path: outbox/, from: sopwatch <sopwatch@example.com>}\n"
-        + (f"metrics: {{port: {metrics_port}, host: 127.0.0.1}}\n" if metrics_port else ""),
-        encoding="utf-8",
+        + (f"metrics: {{port: {metrics_port}, host: 127.0.0.1}}\n" if metrics_port else "")
     )
-    return config
+    return write_overdue_setup(folder, people, ["ann"] * ACTIONS, config)
 
 
 @pytest.fixture
