@@ -365,9 +365,10 @@ class RegisterActions(Mapping[str, Action]):
     def __getitem__(self, action_id: str) -> Action:
         action = self._ready.get(action_id)
         if action is None:
-            row, values = self._raw[action_id]
+            row, values = self._raw[action_id]  # KeyError: not in the register
             fields, _unreadable = self._convert(values)  # left out; validate reports them
             action = self._ready[action_id] = Action(action_id, fields, row)
+            del self._raw[action_id]  # the raw row is no longer needed
         return action
 
     def __contains__(self, action_id: object) -> bool:
