@@ -8,7 +8,6 @@ from datetime import date, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sopwatch.adapters.ics_calendar import load_ics_holidays
 from sopwatch.config.schema import BusinessCalendarConfig, HolidaySource
 from sopwatch.core.business import WEEKDAYS, BusinessCalendar, make_holiday_predicate
 from sopwatch.errors import ConfigError
@@ -28,7 +27,9 @@ def build_business_calendar(
     """
     hours_start, hours_end = parse_hours(cfg.hours)
     extra: set[date] = set()
-    if cfg.holidays is not None:
+    if cfg.holidays is not None and cfg.holidays.ics:
+        from sopwatch.adapters.ics_calendar import load_ics_holidays  # only for .ics holiday files
+
         folder = base_dir if base_dir is not None else Path()
         for relative in cfg.holidays.ics:
             extra |= load_ics_holidays((folder / relative).resolve(), tz)

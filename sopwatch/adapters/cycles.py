@@ -17,7 +17,6 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BeforeValidator, ConfigDict, Field, StrictInt, field_validator
 
-from sopwatch.adapters.ics_calendar import PhaseRule, load_ics_cycles
 from sopwatch.config.schema import CycleCalendarSource, Strict
 from sopwatch.config.validation import validate_model
 from sopwatch.config.yamlsource import LocatedDocument, Path_, load_yaml_file
@@ -177,6 +176,9 @@ def _load_ics(
     path: Path, spec: CycleCalendarSource | None, tz: ZoneInfo, document: LocatedDocument | None, at: Path_
 ) -> CycleCalendar:
     """An .ics cycle calendar: the config's options checked (located in the config), then the file."""
+    # Imported here: most setups keep their calendar in YAML, and every command loads this module.
+    from sopwatch.adapters.ics_calendar import PhaseRule, load_ics_cycles
+
     if spec is None:
         return load_ics_cycles(path, tz)
     problems: list[SopwatchError] = []
