@@ -422,3 +422,27 @@ def test_dates_never_run_backwards_in_the_export_order(demo: Demo) -> None:
     dates = [m.message["Date"].datetime.astimezone(UTC) for m in demo.messages]
     assert dates == sorted(dates)
     assert datetime(2026, 11, 30, 23, tzinfo=UTC) <= dates[0] <= dates[-1] <= datetime(2027, 1, 1, tzinfo=UTC)
+
+
+def test_messages_of_one_instant_are_numbered_by_message_id_not_file_name(tmp_path: Path) -> None:
+    """Maildir file names carry unpadded microseconds and a counter: sorting them is not stable
+    between runs. Two messages dated alike come out in Message-ID order whatever their names."""
+    from email.message import EmailMessage as Message
+
+    from sopwatch.daemon.demo import _export
+
+    new = tmp_path / "maildir" / "new"
+    new.mkdir(parents=True)
+    # By name "1.M123P1" sorts first; by Message-ID "<a@x>" does.
+    for name, ident, action in (("1.M123P1", "<b@x>", "A-2"), ("1.M99P1", "<a@x>", "A-1")):
+        message = Message()
+        message["Date"] = "Wed, 02 Dec 2026 08:00:00 +0100"
+        message["Message-ID"] = ident
+        message["To"] = "ann@example.com"
+        message["X-Sopwatch-Kind"] = "reminder"
+        message["X-Sopwatch-Action"] = action
+        message.set_content("x")
+        (new / name).write_bytes(message.as_bytes())
+    (tmp_path / "out").mkdir()
+    result = _export(tmp_path / "maildir", tmp_path / "out")
+    assert [p.name for p in result.eml] == ["0001-reminder-A-1.eml", "0002-reminder-A-2.eml"]

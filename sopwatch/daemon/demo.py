@@ -115,9 +115,11 @@ def _export(maildir: Path, out: Path) -> DemoResult:
     messages = []
     for path in files:
         message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        messages.append((message["Date"].datetime, path.name, message))
-    messages.sort(key=lambda m: (m[0], m[1]))
-    for number, (_date, _name, message) in enumerate(messages, 1):
+        # Message-IDs are derived from the notification, unlike maildir file names: the same demo
+        # numbers its files the same way on every run.
+        messages.append((message["Date"].datetime, str(message["Message-ID"]), path.name, message))
+    messages.sort(key=lambda m: m[:3])
+    for number, (_date, _id, _name, message) in enumerate(messages, 1):
         kind = message.get("X-Sopwatch-Kind", "message")
         action = message.get("X-Sopwatch-Action", "") or "digest"
         stem = f"{number:04d}-{kind}-{action}".replace("/", "_")
