@@ -7,20 +7,18 @@ rules decide when something is due) and drives the engine with explicit instants
 from __future__ import annotations
 
 import contextlib
-import csv
 import email
 import email.policy
 import os
 import re
 import sqlite3
-import textwrap
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from maildir_reading import delivered, kind_of, of_kind
+from daemon_setup import delivered, kind_of, of_kind, write_setup
 
 from sopwatch.delivery.base import OutgoingMessage, SendResult
 
@@ -69,36 +67,11 @@ def make_setup(
     digests: bool = False,
 ) -> Path:
     """A complete setup in ``folder``; returns the config path."""
-    folder.mkdir(parents=True, exist_ok=True)
-    config = textwrap.dedent(
-        """\
-        timezone: Europe/Berlin
-        register: {type: csv, path: register.csv}
-        people: people.yaml
-        business_calendar:
-          workdays: [mon, tue, wed, thu, fri, sat, sun]
-          hours: "00:00-24:00"
-        admin: admin@example.com
-        rules: [rules.yaml]
-        delivery: {type: maildir, path: maildir, from: "sopwatch <sopwatch@example.com>"}
-        state: state.db
-        """
+    extra = 'digests:\n  - {id: weekly, schedule: "mon 08:00"}\n' if digests else ""
+    fields = ["id", "title", "status", "owner", "due"]
+    return write_setup(
+        folder, rows, people=PEOPLE, rules=rules, fields=fields, extra=extra, templates=templates
     )
-    if templates is not None:
-        config += "templates: templates/\n"
-        (folder / "templates").mkdir()
-        for name, source in templates.items():
-            (folder / "templates" / name).write_text(source, encoding="utf-8")
-    if digests:
-        config += 'digests:\n  - {id: weekly, schedule: "mon 08:00"}\n'
-    (folder / "config.yaml").write_text(config, encoding="utf-8")
-    (folder / "people.yaml").write_text(PEOPLE, encoding="utf-8")
-    (folder / "rules.yaml").write_text(rules, encoding="utf-8")
-    with (folder / "register.csv").open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["id", "title", "status", "owner", "due"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return folder / "config.yaml"
 
 
 def row(ident: str, owner: str, due: str, title: str | None = None) -> dict[str, str]:

@@ -7,7 +7,6 @@ test_pipeline.py. Business hours are 00:00-24:00 on all seven days so only the r
 from __future__ import annotations
 
 import contextlib
-import csv
 import email
 import email.policy
 import json
@@ -17,11 +16,13 @@ import textwrap
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from email.message import EmailMessage
+from functools import partial
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import daemon_setup
 import pytest
-from maildir_reading import messages, of_kind
+from daemon_setup import messages, of_kind, write_setup
 
 from sopwatch.config.loader import load_setup
 from sopwatch.daemon.policy import domain_problems, is_allowed
@@ -51,24 +52,8 @@ rules:
 """
 
 FIELDS = ["id", "title", "status", "owner", "raised_by", "due"]
-
-
-def write_register(path: Path, rows: Sequence[dict[str, str]]) -> None:
-    with path.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def write_xlsx(path: Path, rows: Sequence[dict[str, str]]) -> None:
-    from openpyxl import Workbook
-
-    book = Workbook()
-    sheet = book.active
-    sheet.append(FIELDS)
-    for r in rows:
-        sheet.append([r.get(f, "") for f in FIELDS])
-    book.save(path)
+write_register = partial(daemon_setup.write_register, fields=FIELDS)
+write_xlsx = partial(daemon_setup.write_xlsx, fields=FIELDS)
 
 
 def rows(count: int, start: int = 1, **extra: str) -> list[dict[str, str]]:
@@ -86,29 +71,9 @@ def make_setup(
     extra: str = "",
     register: str = "{type: csv, path: register.csv}",
 ) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    config = textwrap.dedent(
-        f"""\
-        timezone: Europe/Berlin
-        register: {register}
-        people: people.yaml
-        business_calendar:
-          workdays: [mon, tue, wed, thu, fri, sat, sun]
-          hours: "00:00-24:00"
-        admin: admin@example.com
-        rules: [rules.yaml]
-        delivery: {{type: maildir, path: maildir, from: "sopwatch <sopwatch@example.com>"}}
-        state: state.db
-        """
+    return write_setup(
+        folder, register_rows, people=PEOPLE, rules=rules, fields=FIELDS, extra=extra, register=register
     )
-    (folder / "config.yaml").write_text(config + extra, encoding="utf-8")
-    (folder / "people.yaml").write_text(PEOPLE, encoding="utf-8")
-    (folder / "rules.yaml").write_text(rules, encoding="utf-8")
-    if "xlsx" in register:
-        write_xlsx(folder / "register.xlsx", register_rows)
-    else:
-        write_register(folder / "register.csv", register_rows)
-    return folder / "config.yaml"
 
 
 def count(config: Path) -> dict[str, int]:

@@ -1,0 +1,100 @@
+"""A small daemon setup written into a folder, and what its maildir received.
+
+Shared by the daemon tests (``import daemon_setup`` works because pytest puts ``tests/`` on the
+path, as for ``smtp_server``). Business hours are all day every day, so only the rules decide when
+something is due; every message is parsed with the standard library's email parser.
+"""
+
+from __future__ import annotations
+
+import csv
+import email
+import email.policy
+from collections.abc import Mapping, Sequence
+from email.message import EmailMessage
+from pathlib import Path
+
+BASE_CONFIG = """\
+timezone: Europe/Berlin
+register: {register}
+people: people.yaml
+business_calendar:
+  workdays: [mon, tue, wed, thu, fri, sat, sun]
+  hours: "00:00-24:00"
+admin: admin@example.com
+rules: [rules.yaml]
+delivery: {{type: maildir, path: maildir, from: "sopwatch <sopwatch@example.com>"}}
+state: state.db
+"""
+
+
+def write_setup(
+    folder: Path,
+    rows: Sequence[Mapping[str, str]],
+    *,
+    people: str,
+    rules: str,
+    fields: Sequence[str],
+    extra: str = "",
+    register: str = "{type: csv, path: register.csv}",
+    templates: Mapping[str, str] | None = None,
+) -> Path:
+    """config.yaml (``BASE_CONFIG`` with ``register`` and ``extra``), people, rules, the register
+    (CSV, or XLSX when ``register`` names one) with ``fields`` as its header, and any ``templates``
+    (file name -> source) in ``templates/``; returns the config path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    config = BASE_CONFIG.format(register=register) + extra
+    if templates is not None:
+        config += "templates: templates/\n"
+        (folder / "templates").mkdir()
+        for name, source in templates.items():
+            (folder / "templates" / name).write_text(source, encoding="utf-8")
+    (folder / "config.yaml").write_text(config, encoding="utf-8")
+    (folder / "people.yaml").write_text(people, encoding="utf-8")
+    (folder / "rules.yaml").write_text(rules, encoding="utf-8")
+    if "xlsx" in register:
+        write_xlsx(folder / "register.xlsx", rows, fields)
+    else:
+        write_register(folder / "register.csv", rows, fields)
+    return folder / "config.yaml"
+
+
+def write_register(path: Path, rows: Sequence[Mapping[str, str]], fields: Sequence[str]) -> None:
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(fields))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_xlsx(path: Path, rows: Sequence[Mapping[str, str]], fields: Sequence[str]) -> None:
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet.append(list(fields))
+    for row in rows:
+        sheet.append([row.get(name, "") for name in fields])
+    book.save(path)
+
+
+def delivered(config: Path) -> list[tuple[bytes, EmailMessage]]:
+    """Every message in ``maildir/new`` next to ``config``, in file-name order, raw and parsed."""
+    new = config.parent / "maildir" / "new"
+    files = sorted(new.iterdir()) if new.exists() else []
+    out = []
+    for path in files:
+        raw = path.read_bytes()
+        out.append((raw, email.message_from_bytes(raw, policy=email.policy.default)))
+    return out
+
+
+def messages(config: Path) -> list[EmailMessage]:
+    return [message for _raw, message in delivered(config)]
+
+
+def kind_of(message: EmailMessage) -> str:
+    return str(message["X-Sopwatch-Kind"])
+
+
+def of_kind(config: Path, kind: str) -> list[EmailMessage]:
+    return [m for m in messages(config) if kind_of(m) == kind]
