@@ -156,12 +156,18 @@ def _crash_run(
             checked = integrity(state) if state.exists() else "ok (no state file yet)"
             integrity_results.append(checked)
             kill_log.append({"how": how, "distinct_at_kill": after, "integrity": checked})
-        # The last restart runs until everything is out, then stops cleanly.
+        # The last restart runs until everything is out, then stops cleanly. It must have ticked
+        # first: when the last kill came after every message was marked sent, "everything is out"
+        # holds at once, and a SIGTERM before the daemon installs its handler ends it with -15.
+        log.flush()
+        ticks_before = len(harness.tick_lines(log_path))
         proc = spawn_daemon(config, log)
         try:
             done = wait_for(
                 lambda: (
-                    handler.unique() >= messages and statuses(outbox_rows(state)).get("sent", 0) >= messages
+                    len(harness.tick_lines(log_path)) > ticks_before
+                    and handler.unique() >= messages
+                    and statuses(outbox_rows(state)).get("sent", 0) >= messages
                 ),
                 300,
                 every=0.2,
@@ -208,6 +214,7 @@ def _crash_run(
         "kill_phases": dict(phases),
         "restarts": kills,
         "kill_log": kill_log,
+        "last_restart": {"done": bool(done), "exit": code},
     }
     result.held = (
         f"none lost ({len(arrived_ids)}/{messages} Message-IDs); {duplicates} duplicates, all with the "
