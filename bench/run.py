@@ -83,6 +83,7 @@ def log(message: str, started: float = time.perf_counter()) -> None:
 
 
 NAMES = {"csv": "CSV", "sqlite": "SQLite", "xlsx": "XLSX"}
+TARGET_SIZE = 100_000  # the register size the issue's memory and growth targets are set at
 RSS_LIMIT_MIB = 300e6 / 2**20  # the issue's 300 MB, in the MiB that ru_maxrss gives
 
 
@@ -246,8 +247,9 @@ def bench_check(
                 bare_time,
                 bare_label,
                 ratio,
-                f"<= 2x {bare_label}",
-                ratio <= 2,
+                # The issue sets this target at 100k; 10k and 1M show how the ratio moves with size.
+                f"<= 2x {bare_label}" if n == TARGET_SIZE else "",
+                ratio <= 2 if n == TARGET_SIZE else None,
                 f"best of {runs}",
             )
         )
@@ -387,8 +389,9 @@ def rss_rows(raw: dict[int, dict[str, tuple[float, float]]], n: int) -> list[Row
                 bare,
                 bare_label,
                 rss / bare,
-                f"<= 300 MB ({RSS_LIMIT_MIB:.0f} MiB)",
-                rss <= RSS_LIMIT_MIB,
+                # The issue sets the memory target at 100k; at 1M the bare read alone needs ~1.6 GiB.
+                f"<= 300 MB ({RSS_LIMIT_MIB:.0f} MiB)" if n <= TARGET_SIZE else "",
+                rss <= RSS_LIMIT_MIB if n <= TARGET_SIZE else None,
             )
         )
     return rows
@@ -399,6 +402,8 @@ def growth_rows(
 ) -> list[Row]:
     factor = large / small
     label = f"{size_label(small)} -> {size_label(large)}"
+    # The issue's "no worse than linear" is for 10k -> 100k; beyond, the figures are for reading.
+    target = f"<= {factor:.0f}x (linear)" if large <= TARGET_SIZE else ""
     rows = []
     # Beside each growth, the growth of the bare read of the same files in the same run: memory and
     # caches make even a bare read of 10x the rows cost a little more than 10x.
@@ -414,8 +419,8 @@ def growth_rows(
                 bare,
                 "bare read grew",
                 ratio / bare,
-                target=f"<= {factor:.0f}x (linear)",
-                met=ratio <= factor,
+                target=target,
+                met=ratio <= factor if target else None,
             )
         )
         load_key_small, load_key_large = f"{source}.{small}", f"{source}.{large}"
@@ -431,8 +436,8 @@ def growth_rows(
                     bare,
                     "bare read grew",
                     ratio / bare,
-                    target=f"<= {factor:.0f}x (linear)",
-                    met=ratio <= factor,
+                    target=target,
+                    met=ratio <= factor if target else None,
                 )
             )
     return rows
