@@ -318,18 +318,22 @@ def _open_store(obj: Context) -> StateStore:
 @with_config
 def run(obj: Context, once: bool, log_level: str, log_format: str) -> None:
     """The daemon: evaluate every interval, deliver the outbox, send digests on schedule."""
+    import logging
     import os
 
     from sopwatch.daemon.engine import Engine
-    from sopwatch.daemon.runner import Daemon
+    from sopwatch.daemon.runner import Daemon, StopSignals
     from sopwatch.observability import configure_logging
 
     configure_logging(log_level, log_format)
-    engine = Engine(obj.config_path, environ=os.environ)
-    try:
-        Daemon(engine).run(once=once)
-    finally:
-        engine.close()
+    # Signals first: a stop while a large setup loads ends the daemon cleanly too.
+    with StopSignals() as signals:
+        logging.getLogger("sopwatch").info("loading the setup from %s", obj.config_path)
+        engine = Engine(obj.config_path, environ=os.environ)
+        try:
+            Daemon(engine, signals=signals).run(once=once)
+        finally:
+            engine.close()
 
 
 @cli.group()

@@ -18,7 +18,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -257,3 +257,26 @@ def test_max_age_and_durations() -> None:
         with pytest.raises(ValueError):
             parse_age(bad)
     assert human_seconds(3725) == "1h 2m 5s" and human_seconds(0) == "0s"
+
+
+def test_a_stop_while_the_setup_loads_ends_the_daemon_cleanly(
+    tmp_path: Path, daemons: list[subprocess.Popen[bytes]]
+) -> None:
+    """SIGTERM during start-up (loading 200k rows takes seconds): exit 0, no tick, nothing sent."""
+    config = write_setup(tmp_path / "s")
+    due = (date.today() - timedelta(days=3)).isoformat()
+    with (config.parent / "register.csv").open("w", encoding="utf-8") as handle:
+        handle.write("id,title,status,owner,due\n")
+        handle.writelines(f"A-{i},Action {i},open,ann,{due}\n" for i in range(200_000))
+    log = tmp_path / "daemon.log"
+    proc = start_daemon(config, log, daemons)
+    wait_for(lambda: "loading the setup" in log.read_text("utf-8"), 60, "the daemon to start loading")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 0
+    text = log.read_text("utf-8")
+    assert "received SIGTERM" in text
+    assert "stopped before its first tick" in text, text
+    assert " tick " not in text.replace("first tick", "")
+    assert not (config.parent / "outbox" / "new").exists() or not any(
+        (config.parent / "outbox" / "new").iterdir()
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -11,7 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import IO
+from typing import IO, Any
 
 import schedule
 
@@ -53,11 +54,41 @@ class StateLock:
             self.handle.close()
 
 
+class StopSignals:
+    """SIGTERM and SIGINT turned into a request to stop after the current tick.
+
+    The command installs them before the setup loads (a large register takes seconds), so a stop
+    during start-up also ends the daemon cleanly, with exit status 0, instead of by the signals'
+    default action.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        log.info("received %s: stopping after the current tick", signal.Signals(signum).name)
+        self.requested = True
+
+
 class Daemon:
-    def __init__(self, engine: Engine, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        signals: StopSignals | None = None,
+    ) -> None:
         self.engine = engine
         self.clock = clock
-        self.stopping = False
+        self.signals = signals
 
     def tick(self) -> None:
         """One tick; an error is logged and the daemon goes on (the next tick may succeed)."""
@@ -71,11 +102,15 @@ class Daemon:
         self.engine.metrics.ticked(self.engine.store, now)
         log.info(report.line())
 
-    def stop(self, signum: int, frame: FrameType | None) -> None:
-        log.info("received %s: stopping after the current tick", signal.Signals(signum).name)
-        self.stopping = True
-
     def run(self, once: bool = False) -> None:
+        with contextlib.ExitStack() as stack:
+            signals = self.signals or stack.enter_context(StopSignals())
+            if signals.requested:
+                log.info("sopwatch daemon stopped before its first tick")
+                return
+            self._run(signals, once)
+
+    def _run(self, signals: StopSignals, once: bool) -> None:
         loaded = self.engine.setup.loaded
         with StateLock(loaded.path(loaded.config.state)):
             if once:
@@ -84,20 +119,17 @@ class Daemon:
             metrics = serve_metrics(loaded.config.metrics)  # None unless `metrics:` is configured
             if metrics is not None:
                 self.engine.metrics = metrics
-            previous = {sig: signal.signal(sig, self.stop) for sig in (signal.SIGTERM, signal.SIGINT)}
             scheduler = schedule.Scheduler()
             seconds = max(1, int(interval_seconds(loaded.interval)))
             scheduler.every(seconds).seconds.do(self.tick)
             log.info("sopwatch daemon started: every %ss, state %s", seconds, loaded.config.state)
             try:
                 self.tick()
-                while not self.stopping:
+                while not signals.requested:
                     scheduler.run_pending()
                     idle = scheduler.idle_seconds
                     time.sleep(max(0.05, min(1.0, idle if idle is not None else 1.0)))
             finally:
-                for sig, handler in previous.items():
-                    signal.signal(sig, handler)
                 if metrics is not None:
                     metrics.close()
                 log.info("sopwatch daemon stopped")
