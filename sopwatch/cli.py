@@ -376,10 +376,8 @@ def silence_add(
         conditions[name.strip()] = value.strip()
     if conditions:
         from sopwatch.config.loader import compile_silence_matcher
-        from sopwatch.core.model import CANONICAL_FIELDS, OBSERVED_FIELDS
 
-        fields = set(CANONICAL_FIELDS) | set(OBSERVED_FIELDS) | set(setup.snapshot.columns)
-        compile_silence_matcher(conditions, fields, setup.loaded.tz)
+        compile_silence_matcher(conditions, setup)
     now = obj.instant(None)
     ends = obj.instant(until)
     if ends <= now:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -31,11 +32,11 @@ from sopwatch.core.timeexpr import Clock, Duration, ExpressionError, parse_durat
 from sopwatch.errors import ConfigError, ProblemList, SopwatchError
 from sopwatch.timeparse import interval_seconds
 
+log = logging.getLogger("sopwatch")
+
 # csv's default cell limit (128 KiB) made one oversized cell (a pasted document in a title) fail
 # the whole register as "malformed CSV". Cells up to 256 MiB are read; the register stays usable.
 # (Process-wide; it belongs next to the CSV reader in adapters/register.py.)
-log = logging.getLogger("sopwatch")
-
 CSV_FIELD_LIMIT = 256 * 1024 * 1024
 csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
 
@@ -150,9 +151,7 @@ def _load_setup(config_path: Path, every_cell: bool) -> Setup:
     paths = attempt(_rule_paths, loaded)
     if paths is None and not problems:
         problems.append(document.error(("rules",), "cannot find the rules"))
-    fields = set(CANONICAL_FIELDS) | set(OBSERVED_FIELDS)
-    if register is not None:
-        fields |= register.snapshot.columns
+    fields = condition_fields(register.snapshot.columns if register is not None else ())
     roles = set(directory.roles) if directory is not None else set(config.roles)
     fallback = None
     if config.fallback_recipient:
@@ -200,9 +199,16 @@ def _business(loaded: LoadedConfig):  # type: ignore[no-untyped-def]
         raise
 
 
-def compile_silence_matcher(when: dict, fields: set[str], tz: ZoneInfo):  # type: ignore[no-untyped-def]
+def condition_fields(columns: Iterable[str] = ()) -> set[str]:
+    """The names a rule or silence condition may use: canonical fields, observed instants and the
+    register's own columns."""
+    return {*CANONICAL_FIELDS, *OBSERVED_FIELDS, *columns}
+
+
+def compile_silence_matcher(when: dict, setup: Setup):  # type: ignore[no-untyped-def]
+    """The matcher of a silence's field conditions (``--where``) over this setup's register."""
     try:
-        return compile_condition(when, fields, tz)
+        return compile_condition(when, condition_fields(setup.snapshot.columns), setup.loaded.tz)
     except ConditionError as exc:
         raise ConfigError(f"silence condition: {exc}") from None
 
@@ -215,16 +221,13 @@ def with_silence_matchers(state: State, setup: Setup) -> State:
     """
     if not any(s.when for s in state.silences):
         return state
-    fields = set(CANONICAL_FIELDS) | set(OBSERVED_FIELDS) | set(setup.snapshot.columns)
     silences = []
     for silence in state.silences:
         if silence.when:
             try:
-                silence = replace(
-                    silence, matcher=compile_condition(dict(silence.when), fields, setup.loaded.tz)
-                )
-            except ValueError as exc:
-                log.error("silence %s has an invalid condition and is ignored: %s", silence.id, exc)
+                silence = replace(silence, matcher=compile_silence_matcher(dict(silence.when), setup))
+            except ConfigError as exc:
+                log.error("silence %s is ignored: %s", silence.id, exc)
                 continue
         silences.append(silence)
     return replace(state, silences=tuple(silences))
