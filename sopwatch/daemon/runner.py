@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import logging
 import os
@@ -80,15 +79,18 @@ class StopSignals:
 
 
 class Daemon:
+    """Ticks ``engine`` every interval until ``signals`` asks it to stop (entered by the caller
+    before the engine loaded its setup, so a stop during start-up counts too)."""
+
     def __init__(
         self,
         engine: Engine,
+        signals: StopSignals,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        signals: StopSignals | None = None,
     ) -> None:
         self.engine = engine
-        self.clock = clock
         self.signals = signals
+        self.clock = clock
 
     def tick(self) -> None:
         """One tick; an error is logged and the daemon goes on (the next tick may succeed)."""
@@ -103,14 +105,9 @@ class Daemon:
         log.info(report.line())
 
     def run(self, once: bool = False) -> None:
-        with contextlib.ExitStack() as stack:
-            signals = self.signals or stack.enter_context(StopSignals())
-            if signals.requested:
-                log.info("sopwatch daemon stopped before its first tick")
-                return
-            self._run(signals, once)
-
-    def _run(self, signals: StopSignals, once: bool) -> None:
+        if self.signals.requested:
+            log.info("sopwatch daemon stopped before its first tick")
+            return
         loaded = self.engine.setup.loaded
         with StateLock(loaded.path(loaded.config.state)):
             if once:
@@ -125,7 +122,7 @@ class Daemon:
             log.info("sopwatch daemon started: every %ss, state %s", seconds, loaded.config.state)
             try:
                 self.tick()
-                while not signals.requested:
+                while not self.signals.requested:
                     scheduler.run_pending()
                     idle = scheduler.idle_seconds
                     time.sleep(max(0.05, min(1.0, idle if idle is not None else 1.0)))
