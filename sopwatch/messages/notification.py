@@ -128,10 +128,6 @@ class MessageSetup:
     def org_name(self) -> str:
         return org_name(self.sender)
 
-    def action_fields(self, notification: Notification, action: Action | None) -> dict[str, Any]:
-        # An action gone from the register (a resolution after its row was deleted) keeps its id.
-        return dict(action.fields) if action else {"id": notification.action, "title": ""}
-
     def rule_context(self, notification: Notification) -> dict[str, Any]:
         rule = self.rules.get(notification.rule)
         return {
@@ -148,7 +144,9 @@ class MessageSetup:
         """The variables ``notification``'s templates see, as of ``now`` (see ``rendered_at``)."""
         return notification_context(
             notification,
-            action=self.action_fields(notification, action),
+            # An action gone from the register (a resolution after its row was deleted): the
+            # context keeps the notification's action id (action_context).
+            action=action.fields if action else None,
             rule=self.rule_context(notification),
             directory=self.directory,
             org_name=self.org_name,
