@@ -221,7 +221,7 @@ def evaluate(
         records, observations = observe(snapshot, state, now, skip=env.terminal, keep=with_episode)
         index: _RecordIndex | None = _RecordIndex(records, env.terminal)
         plan = Plan(snapshot, rules, env, state.silences)
-        plan.records, plan.position = records, index.position  # type: ignore[union-attr]
+        plan.records, plan.position = records, index.position
     else:
         assert plan is not None
         records, observations, index = plan.records, {}, None
