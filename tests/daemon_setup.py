@@ -14,6 +14,23 @@ from collections.abc import Mapping, Sequence
 from email.message import EmailMessage
 from pathlib import Path
 
+# Two people, Ann reporting to Carl; and the plainest rule: remind the owner daily once due has passed.
+ANN_AND_CARL = """\
+people:
+  - {id: ann, name: Ann Example, email: ann@example.com, manager: carl}
+  - {id: carl, name: Carl Boss, email: carl@example.com}
+"""
+LATE_RULE = """\
+rules:
+  - id: late
+    description: Open work past its due date
+    when: {status: open}
+    fire_at: due
+    escalation:
+      - notify: [owner]
+    repeat: 1 day
+"""
+
 BASE_CONFIG = """\
 timezone: Europe/Berlin
 register: {register}

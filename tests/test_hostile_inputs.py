@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
+from daemon_setup import ANN_AND_CARL, LATE_RULE
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -58,21 +59,8 @@ CONFIG = textwrap.dedent(
     state: state.db
     """
 )
-PEOPLE = """\
-people:
-  - {id: ann, name: Ann Example, email: ann@example.com, manager: carl}
-  - {id: carl, name: Carl Boss, email: carl@example.com}
-"""
-RULES = """\
-rules:
-  - id: late
-    description: Open work past its due date
-    when: {status: open}
-    fire_at: due
-    escalation:
-      - notify: [owner]
-    repeat: 1 day
-"""
+PEOPLE = ANN_AND_CARL
+RULES = LATE_RULE
 HEADER = ["id", "title", "status", "owner", "due"]
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from daemon_setup import delivered, kind_of, of_kind, write_setup
+from daemon_setup import LATE_RULE, delivered, kind_of, of_kind, write_setup
 
 from sopwatch.delivery.base import OutgoingMessage, SendResult
 
@@ -32,17 +32,6 @@ people:
   - {id: ann, name: Ann Example, email: ann@example.com, timezone: Europe/Berlin, manager: carl}
   - {id: nick, name: Nick York, email: nick@example.com, timezone: America/New_York, manager: carl}
   - {id: carl, name: Carl Boss, email: carl@example.com, timezone: Europe/Berlin}
-"""
-
-LATE_RULE = """\
-rules:
-  - id: late
-    description: Open work past its due date
-    when: {status: open}
-    fire_at: due
-    escalation:
-      - notify: [owner]
-    repeat: 1 day
 """
 
 DIGEST_RULE = """\

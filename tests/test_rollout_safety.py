@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 import daemon_setup
 import pytest
-from daemon_setup import messages, of_kind, write_setup
+from daemon_setup import ANN_AND_CARL, messages, of_kind, write_setup
 
 from sopwatch.config.loader import load_setup
 from sopwatch.daemon.policy import domain_problems, is_allowed
@@ -32,11 +32,7 @@ from sopwatch.errors import ProblemList
 BERLIN = ZoneInfo("Europe/Berlin")
 T0 = datetime(2026, 12, 2, 10, tzinfo=BERLIN)
 
-PEOPLE = """\
-people:
-  - {id: ann, name: Ann Example, email: ann@example.com, manager: carl}
-  - {id: carl, name: Carl Boss, email: carl@example.com}
-"""
+PEOPLE = ANN_AND_CARL
 
 HOLD_RULE = """\
 rules:
