@@ -6,7 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -58,6 +58,17 @@ def run_sopwatch() -> CliRunner:
 def make_example_copy() -> Callable[[Path], Path]:
     """``copy_example`` as a fixture, for module- or session-scoped setups (``example_copy`` is per test)."""
     return copy_example
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Long-running daemons a test starts; any still alive at teardown is killed."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
 
 
 @pytest.fixture

@@ -113,17 +113,6 @@ def make_setup(tmp_path: Path, certs: Certs) -> Iterator[Callable[..., Setup]]:
         smtp.stop()
 
 
-@pytest.fixture
-def daemons() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Long-running daemons a test starts; any still alive at teardown is killed."""
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
 # --- running sopwatch ---------------------------------------------------------------------------
 
 

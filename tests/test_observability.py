@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -49,16 +49,6 @@ def write_setup(folder: Path, *, metrics_port: int | None = None, interval: str 
         + (f"metrics: {{port: {metrics_port}, host: 127.0.0.1}}\n" if metrics_port else "")
     )
     return write_overdue_setup(folder, people, ["ann"] * ACTIONS, config)
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 def start_daemon(
