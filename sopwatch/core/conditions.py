@@ -363,6 +363,20 @@ def pinned_values(condition: Condition) -> dict[str, frozenset[str]]:
     return found
 
 
+def without_pins(condition: Condition) -> Condition:
+    """The condition less the tests :func:`pinned_values` reports: what still needs testing for a
+    record already known to have the pinned values (picked from the index)."""
+    if isinstance(condition, FieldTest) and condition.values is not None:
+        return Always()
+    if isinstance(condition, AllOf):
+        rest = tuple(without_pins(part) for part in condition.parts)
+        rest = tuple(part for part in rest if not isinstance(part, Always))
+        if not rest:
+            return Always()
+        return rest[0] if len(rest) == 1 else AllOf(rest)
+    return condition
+
+
 def index_key(value: Any) -> str | None:
     """The text a record value is indexed under: what text ``eq``/``in`` compare it as."""
     if value is None or type(value) is str:

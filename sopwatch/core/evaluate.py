@@ -7,7 +7,7 @@ which is why a simulation shows exactly what the daemon would send at the same i
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time
 from typing import Any
@@ -229,14 +229,20 @@ def evaluate(
     looks: list[tuple[Rule, str, Record, Episode | None, _Proposal | None]] = []
     for rule in rules:
         episodes = by_rule.get(rule.id, {})
-        candidates = index.candidates(rule, episodes) if index is not None else plan.due(rule.id, now)
+        if index is not None:
+            candidates, unpinned = index.candidates(rule, episodes)
+        else:
+            candidates, unpinned = plan.due(rule.id, now), None
         for action_id in candidates:
             record = records[action_id]
             episode = episodes.get(action_id)
-            proposal = assess(rule, record, episode, env, state, silences, now)
+            # Picked by the index: the pinned fields already hold, the rest of ``when`` is tested.
+            matches = rule.matches if unpinned is None or action_id in unpinned else rule.matches_unpinned
+            proposal = assess(rule, record, episode, env, state, silences, now, matches)
             if proposal is not None:
                 proposals.append(proposal)
-            looks.append((rule, action_id, record, episode, proposal))
+            if plan_ahead:
+                looks.append((rule, action_id, record, episode, proposal))
         if full_scan:
             for action_id, episode in episodes.items():
                 if action_id not in snapshot.actions:
@@ -282,16 +288,20 @@ class _RecordIndex:
             self._unions[(name, values)] = found
         return found
 
-    def candidates(self, rule: Rule, episodes: Mapping[str, Episode]) -> list[str]:
-        """Actions a full scan must assess for ``rule``: open ones it could match, and its episodes."""
+    def candidates(self, rule: Rule, episodes: Mapping[str, Episode]) -> tuple[list[str], frozenset[str]]:
+        """Actions a full scan must assess for ``rule``: open ones it could match, and its episodes;
+        and which of them do not have the rule's pinned values for sure (episodes the index did not pick)."""
         chosen = self.open
         for name, values in rule.pins.items():
             chosen = chosen & self.matching(name, values)
+        ids = self.ids
+        unpinned: frozenset[str] = frozenset()
         if episodes:
             position = self.position
-            chosen = chosen | {position[a] for a in episodes if a in position}
-        ids = self.ids
-        return [ids[index] for index in sorted(chosen)]
+            extra = {position[a] for a in episodes if a in position} - chosen
+            unpinned = frozenset(ids[index] for index in extra)
+            chosen = chosen | extra
+        return [ids[index] for index in sorted(chosen)], unpinned
 
 
 def next_look(
@@ -352,9 +362,14 @@ def assess(
     state: State,
     silences: Iterable[Silence],
     now: datetime,
+    matches: Callable[[Record], bool] | None = None,
 ) -> _Proposal | None:
-    """The outcome for one rule and one action; None when nothing changes."""
-    fire_at, reason = firing(rule, record, episode, env, now, explain=episode is not None)
+    """The outcome for one rule and one action; None when nothing changes.
+
+    ``matches`` replaces ``rule.matches`` where the caller knows a cheaper test that is equivalent
+    for this record (``rule.matches_unpinned`` for a record the index picked).
+    """
+    fire_at, reason = firing(rule, record, episode, env, now, explain=episode is not None, matches=matches)
     if fire_at is None:
         return _resolve(rule, episode, reason or "", env, now) if episode is not None else None
     if episode is None:
@@ -384,12 +399,18 @@ def assess(
 
 
 def firing(
-    rule: Rule, record: Record, episode: Episode | None, env: Environment, now: datetime, explain: bool = True
+    rule: Rule,
+    record: Record,
+    episode: Episode | None,
+    env: Environment,
+    now: datetime,
+    explain: bool = True,
+    matches: Callable[[Record], bool] | None = None,
 ) -> tuple[datetime | None, str | None]:
     """``fire_at`` if the rule fires for this record now, else None and (when ``explain``) why not."""
     if record["status"] in env.terminal:
         return None, f"status {record['status']!r} is terminal"
-    if not rule.matches(record):
+    if not (matches or rule.matches)(record):
         # Building the reason walks the condition again: only worth it when someone reads it.
         return None, (rule.when.failure(record) or "when no longer holds") if explain else None
     if rule.fire_at is None:

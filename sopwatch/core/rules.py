@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sopwatch.core.conditions import Condition, pinned_values, predicate
+from sopwatch.core.conditions import Condition, pinned_values, predicate, without_pins
 from sopwatch.core.model import CycleCalendar
 from sopwatch.core.recipients import RecipientExpr
 from sopwatch.core.timeexpr import Clock, Duration, TimeExpression
@@ -72,11 +72,14 @@ class Rule:
     matches: Callable[[Mapping[str, Any]], bool] = field(default=lambda record: True, compare=False)
     # Text values that fields must have for ``when`` to hold: candidates come from an index.
     pins: Mapping[str, frozenset[str]] = field(default_factory=dict, compare=False)
+    # ``matches`` for a record known to have the pinned values: the index already tested them.
+    matches_unpinned: Callable[[Mapping[str, Any]], bool] = field(default=lambda record: True, compare=False)
 
     def __post_init__(self) -> None:
         # Compiled once per rule, never per row.
         object.__setattr__(self, "matches", predicate(self.when))
         object.__setattr__(self, "pins", pinned_values(self.when))
+        object.__setattr__(self, "matches_unpinned", predicate(without_pins(self.when)))
 
     @property
     def rank(self) -> int:
