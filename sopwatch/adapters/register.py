@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import date, datetime, time
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -297,16 +298,14 @@ def _normalise(
     )
     quick = _ClosedRowReader(names, converters, closed) if closed else None
     actions = RegisterActions(convert_row)
-    first_row: dict[str, int] = {}
+    # Ids of rows skipped for their problems: a later row with the same id is still a duplicate.
+    rejected: dict[str, int] = {}
     for number, values in table.rows:
         if quick is not None:
             head = quick.read(values)
-            if head is not None:
-                ident, status, owner = head
-                if first_row.setdefault(ident, number) == number:
-                    actions.add_closed(ident, status, owner, number, values)
-                    continue
-                # A duplicate: the full path below reports it with the row's other problems.
+            if head is not None and head[0] not in rejected and actions.add_closed(number, values, *head):
+                continue
+            # Open, unsound so far, or a duplicate: the full path converts it and reports its problems.
         fields, errors = convert_row(values)
         if not fields and not errors:
             continue  # a blank row: spreadsheets are full of them
@@ -314,12 +313,14 @@ def _normalise(
         if ident is None:
             errors.append("missing id")
         else:
-            first = first_row.setdefault(ident, number)
-            if first != number:
+            first = actions.row_of(ident) or rejected.get(ident)
+            if first is not None:
                 errors.append(f"duplicate id {ident!r} (first on row {first})")
         if "title" not in fields:
             errors.append("missing title")
         if errors:
+            if ident is not None:
+                rejected.setdefault(ident, number)
             problems.extend(InputError(message, Location(where, row=number)) for message in errors)
             continue
         actions.add(Action(ident, fields, number))
@@ -341,44 +342,57 @@ class RegisterActions(Mapping[str, Action]):
 
     def __init__(self, convert_row: _RowConverter) -> None:
         self._convert = convert_row
-        self._order: list[str] = []
-        self._statuses: list[str] = []
-        self._owners: list[str | None] = []
+        # One entry per action in file order: (id, status, owner, row number, raw cells). The raw
+        # cells go (None) once the action is built: one tuple per row keeps a long register small.
+        self._rows: list[tuple[str, str, str | None, int, Sequence[Any] | None]] = []
+        self._position: dict[str, int] = {}
         self._ready: dict[str, Action] = {}
-        self._raw: dict[str, tuple[int, Sequence[Any]]] = {}
 
     def add(self, action: Action) -> None:
-        self._order.append(action.id)
-        self._statuses.append(action.fields["status"])
-        self._owners.append(action.fields.get("owner"))
+        """Add a converted action; its id must be new (see :meth:`row_of`)."""
+        fields = action.fields
+        self._position[action.id] = len(self._rows)
+        self._rows.append((action.id, fields["status"], fields.get("owner"), action.row, None))
         self._ready[action.id] = action
 
-    def add_closed(self, ident: str, status: str, owner: str | None, row: int, values: Sequence[Any]) -> None:
-        self._order.append(ident)
-        self._statuses.append(status)
-        self._owners.append(owner)
-        self._raw[ident] = (row, values)
+    def add_closed(self, row: int, values: Sequence[Any], ident: str, status: str, owner: str | None) -> bool:
+        """Keep a closed row raw; False (and nothing kept) when its id is already taken."""
+        rows = self._rows
+        if self._position.setdefault(ident, len(rows)) != len(rows):
+            return False
+        rows.append((ident, status, owner, row, values))
+        return True
+
+    def row_of(self, action_id: str) -> int | None:
+        """The register row of an action, None if there is no such action."""
+        position = self._position.get(action_id)
+        return None if position is None else self._rows[position][3]
 
     def status_and_owner(self) -> Iterator[tuple[str, str, str | None]]:
-        return zip(self._order, self._statuses, self._owners, strict=True)
+        return map(_ID_STATUS_OWNER, self._rows)
 
     def __getitem__(self, action_id: str) -> Action:
         action = self._ready.get(action_id)
         if action is None:
-            row, values = self._raw[action_id]  # KeyError: not in the register
+            position = self._position[action_id]  # KeyError: not in the register
+            ident, status, owner, row, values = self._rows[position]
+            assert values is not None  # kept until the action is built
             fields, _unreadable = self._convert(values)  # left out; validate reports them
             action = self._ready[action_id] = Action(action_id, fields, row)
-            del self._raw[action_id]  # the raw row is no longer needed
+            self._rows[position] = (ident, status, owner, row, None)  # the raw row is no longer needed
         return action
 
     def __contains__(self, action_id: object) -> bool:
-        return action_id in self._ready or action_id in self._raw
+        return action_id in self._position
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._order)
+        return iter(self._position)  # insertion order: file order
 
     def __len__(self) -> int:
-        return len(self._order)
+        return len(self._position)
+
+
+_ID_STATUS_OWNER = itemgetter(0, 1, 2)
 
 
 class _RowConverter:
