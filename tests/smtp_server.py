@@ -135,6 +135,7 @@ class Received:
     content: bytes
     tls: bool  # the session was encrypted when DATA arrived
     user: str | None  # the authenticated login, if any
+    mail_options: tuple[str, ...] = ()  # MAIL FROM parameters, e.g. BODY=8BITMIME
 
 
 @dataclass
@@ -177,6 +178,7 @@ class RecordingHandler:
             content=bytes(envelope.original_content or b""),
             tls=server.transport.get_extra_info("sslcontext") is not None,
             user=user,
+            mail_options=tuple(envelope.mail_options),
         )
         with self.lock:
             self.messages.append(received)

@@ -95,6 +95,25 @@ def test_batch_of_20_goes_over_one_connection(plain_server: SmtpServer) -> None:
     assert "\n.\n" in body.replace("\r\n", "\n")
 
 
+def test_8bit_body_is_announced_as_8bitmime_and_ascii_is_not(plain_server: SmtpServer) -> None:
+    accented = EmailMessage(policy=policy.SMTP)
+    accented["From"], accented["To"], accented["Subject"] = SENDER, "ana@example.com", "Überfällig"
+    accented.set_content("Die Freigabe für Zürich ist überfällig.\n", cte="8bit")
+    data = accented.as_bytes()
+    assert not data.isascii()  # the body travels as raw UTF-8, not quoted-printable
+    batch = [OutgoingMessage(1, SENDER, ("ana@example.com",), data), message(2, "bo@example.com")]
+    results = run(send(transport(plain_server), batch))
+
+    assert all(r.error is None for r in results)
+    body_options = {
+        email.message_from_bytes(m.content)["To"]: [o for o in m.mail_options if o.startswith("BODY=")]
+        for m in plain_server.handler.messages
+    }
+    assert body_options == {"ana@example.com": ["BODY=8BITMIME"], "bo@example.com": []}
+    arrived = next(m for m in plain_server.handler.messages if b"ana@" in m.content)
+    assert "Zürich" in email.message_from_bytes(arrived.content, policy=policy.default).get_content()
+
+
 def test_concurrency_bounds_connections_and_sends_each_message_once(plain_server: SmtpServer) -> None:
     batch = [message(i, f"user{i}@example.com") for i in range(20)]
     results = run(send(transport(plain_server, concurrency=4), batch))
