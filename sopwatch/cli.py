@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import os
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -10,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import wraps
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -318,9 +321,6 @@ def _open_store(obj: Context) -> StateStore:
 @with_config
 def run(obj: Context, once: bool, log_level: str, log_format: str) -> None:
     """The daemon: evaluate every interval, deliver the outbox, send digests on schedule."""
-    import logging
-    import os
-
     from sopwatch.daemon.engine import Engine
     from sopwatch.daemon.runner import Daemon, StopSignals
     from sopwatch.observability import configure_logging
@@ -628,23 +628,48 @@ def health(obj: Context, max_age: str | None) -> None:
     click.echo(f"ok: the last tick was {human_seconds(age)} ago (at {when})")
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: user errors print as messages with exit 1, usage errors exit 2."""
+def invoke(argv: list[str] | None = None, context: Context | None = None) -> int:
+    """Run one command and return its exit status: user errors print as messages (1), usage errors 2.
+
+    ``context`` is the shared Context to use (a new one by default).
+    """
     try:
-        cli.main(args=argv, prog_name="sopwatch", standalone_mode=False)
+        cli.main(args=argv, prog_name="sopwatch", standalone_mode=False, obj=context)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
-        sys.exit(1)
+        return 1
     except click.ClickException as exc:
         exc.show()
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except ProblemList as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
         click.echo(f"{len(exc.problems)} problem(s) found", err=True)
-        sys.exit(1)
+        return 1
     except SopwatchError as exc:
         click.echo(str(exc), err=True)
-        sys.exit(1)
+        return 1
     except BrokenPipeError:
-        sys.exit(0)
+        return 0
+    except SystemExit as exc:  # a command that ends with sys.exit(status)
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """The ``sopwatch`` command: :func:`invoke`, then exit without freeing what the command built.
+
+    A command's setup is millions of small objects for a large register (2 million at 100k rows);
+    freeing them one by one takes ~0.1 s at 100k, for memory the OS takes back at once. So the
+    Context holding the setup outlives the command, and the process ends without an interpreter
+    exit. Every command has closed what it opened by the time it returns (the daemon closes its
+    engine, SQLite commits are durable), so only buffered output is left: it is flushed here.
+    mypy exits the same way.
+    """
+    context = Context()
+    status = invoke(argv, context)
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError):  # a reader that went away (``sopwatch check | head``)
+            stream.flush()
+    os._exit(status)

@@ -288,8 +288,8 @@ def test_check_prints_the_subjects_of_the_template_overrides(run_sopwatch, examp
 def test_check_imports_jinja2_only_to_print_subjects(example_copy: Path) -> None:
     probe = (
         "import sys\n"
-        "from sopwatch.cli import main\n"
-        "main(sys.argv[1:])\n"
+        "from sopwatch.cli import invoke\n"
+        "invoke(sys.argv[1:])\n"
         "heavy = ('jinja2', 'icalendar', 'aiosmtplib', 'sopwatch.daemon.engine', 'sopwatch.messages.email')\n"
         "print(sorted(m for m in heavy if m in sys.modules), file=sys.stderr)\n"
     )
@@ -309,6 +309,52 @@ def test_check_imports_jinja2_only_to_print_subjects(example_copy: Path) -> None
 
     assert loaded() == "[]"
     assert loaded("--json") == "['jinja2']"
+
+
+# The ``sopwatch`` command leaves with os._exit after flushing (the heap is not freed object by
+# object). The oracle is the same command through ``invoke`` and a normal interpreter exit.
+NORMAL_EXIT = "import sys\nfrom sopwatch.cli import invoke\nsys.exit(invoke(sys.argv[1:]))\n"
+LONG_SIMULATION = ["simulate", "--from", "2026-11-01T00:00", "--to", "2027-01-31T00:00", "--json"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [LONG_SIMULATION, ["check", "--at", "not-a-time"], ["explain", "NO-SUCH-ACTION", "--at", AT]],
+    ids=["long output", "usage error", "user error"],
+)
+def test_the_fast_exit_loses_no_output_and_keeps_the_status(example_copy: Path, args: list[str]) -> None:
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+
+    def run(*prefix: str) -> subprocess.CompletedProcess[bytes]:
+        command = [sys.executable, *prefix, *args, "--config", "config.yaml"]
+        return subprocess.run(command, cwd=example_copy, capture_output=True, env=env, timeout=60)
+
+    fast, normal = run("-m", "sopwatch"), run("-c", NORMAL_EXIT)
+    assert (fast.returncode, fast.stdout, fast.stderr) == (normal.returncode, normal.stdout, normal.stderr)
+    if args is LONG_SIMULATION:
+        assert len(fast.stdout) > 4 * 65536  # more than a pipe buffer, and many stdout buffers
+        assert all(json.loads(line) for line in fast.stdout.decode().splitlines())
+    else:
+        assert fast.returncode in (1, 2) and fast.stderr
+
+
+def test_a_reader_that_leaves_early_stops_the_command_quietly(example_copy: Path) -> None:
+    """``sopwatch simulate ... | head -1``: no broken-pipe noise, the status click gives (1) both ways."""
+
+    def run(*prefix: str) -> tuple[bytes, bytes, int]:
+        command = [sys.executable, *prefix, *LONG_SIMULATION, "--config", "config.yaml"]
+        with subprocess.Popen(
+            command, cwd=example_copy, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        ) as proc:
+            assert proc.stdout is not None and proc.stderr is not None
+            first = proc.stdout.readline()
+            proc.stdout.close()  # the reader goes away with most of the output unread
+            return first, proc.stderr.read(), proc.wait(timeout=60)
+
+    first, errors, status = run("-m", "sopwatch")
+    assert json.loads(first)["kind"]
+    assert errors == b""
+    assert status == run("-c", NORMAL_EXIT)[2] == 1
 
 
 def test_check_json_subject_is_the_subject_of_the_email_the_daemon_sends(
