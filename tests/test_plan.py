@@ -12,6 +12,7 @@ import pytest
 from sopwatch.config.loader import load_setup
 from sopwatch.core.evaluate import apply, evaluate
 from sopwatch.core.model import Action, Snapshot
+from sopwatch.core.rules import SEVERITY_RANK
 from sopwatch.core.simulate import simulate, ticks
 from sopwatch.core.state import Silence, State
 
@@ -74,3 +75,60 @@ def test_random_registers_silences_and_steps_agree(example, seed: int) -> None:
     every = timedelta(minutes=rng.choice([20, 45, 60, 180]))
     args = (snapshot, example.rules, env, start, end, every)
     assert outcome(simulate(*args, state=state)) == outcome(full_scan(*args, state=state))
+
+
+def capped_by_hand(uncapped, cap: int):
+    """What ``max_messages_per_tick=cap`` keeps of an uncapped evaluation, by the rule of SPEC §2:
+    resolutions first, then by severity and fire_at; a pair whose messages exceed what is left waits.
+    """
+    pairs: dict[tuple[str, str], list] = {}
+    for n in uncapped.notifications:  # in rule order, then register order
+        pairs.setdefault((n.rule, n.action), []).append(n)
+    ranked = sorted(
+        pairs.values(),
+        key=lambda ns: (
+            not any(n.kind in ("resolved", "cancel") for n in ns),
+            SEVERITY_RANK[ns[0].severity],
+            ns[0].fire_at,
+        ),
+    )
+    budget, kept, deferred = cap, set(), 0
+    for ns in ranked:
+        messages = sum(1 for n in ns if n.channel != "digest" and n.silenced_by is None)
+        if messages > budget:
+            deferred += 1
+            continue
+        budget -= messages
+        kept.add((ns[0].rule, ns[0].action))
+    return [n for n in uncapped.notifications if (n.rule, n.action) in kept], deferred
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_cap_keeps_what_an_uncapped_evaluation_would_rank_first(example, seed: int) -> None:
+    """Deferred sends are never built; what is kept must not change for it."""
+    rng = random.Random(seed)
+    tz = example.loaded.tz
+    people = list(example.environment.directory.people)
+    actions = {}
+    for base in list(example.snapshot)[:60]:
+        fields = dict(base.fields)
+        fields["status"] = rng.choice(["open", "in_progress", "pending_approval", "blocked", "done"])
+        fields["owner"] = rng.choice([*people, None])
+        fields["due"] = date(2026, 12, 1) + timedelta(days=rng.randint(-10, 20))
+        actions[base.id] = Action(base.id, fields, base.row)
+    snapshot = Snapshot(actions, example.snapshot.columns)
+    cap = rng.choice([1, 2, 5])
+    env = replace(example.environment, max_messages_per_tick=cap)
+    unlimited = replace(example.environment, max_messages_per_tick=10**9)
+    rule = rng.choice(list(example.rules)).id
+    silence = Silence("s1", datetime(2026, 12, rng.randint(3, 12), 9, tzinfo=tz), "a", "r", rule=rule)
+    state = State(silences=(silence,))
+    deferrals = 0
+    for now in ticks(datetime(2026, 12, 1, tzinfo=tz), datetime(2026, 12, 16, tzinfo=tz), timedelta(hours=3)):
+        capped = evaluate(snapshot, example.rules, env, state, now)
+        expected, deferred = capped_by_hand(evaluate(snapshot, example.rules, unlimited, state, now), cap)
+        assert list(capped.notifications) == expected
+        assert capped.deferred == deferred
+        deferrals += deferred
+        state = apply(state, capped)
+    assert deferrals > 0  # the cap did hold sends back

@@ -97,10 +97,30 @@ class _Proposal:
     episode: Episode | None  # the episode after this evaluation (open)
     resolved: Episode | None = None
     notifications: list[Notification] = field(default_factory=list)
+    due: _DueSend | None = None  # a step send decided, built only if the cap lets it through
 
     @property
     def messages(self) -> int:
         return sum(1 for n in self.notifications if n.channel != "digest" and n.silenced_by is None)
+
+
+@dataclass(frozen=True, slots=True)
+class _DueSend:
+    """A step that is due to be sent (or recorded as silenced), decided but not built yet.
+
+    Building means resolving recipients and making the notifications and hold; a proposal that
+    ``max_messages_per_tick`` defers is decided again next tick, so it is never built.
+    """
+
+    step: Step
+    repeat: int
+    silence: Silence | None
+    record: Record
+
+    @property
+    def surely_a_message(self) -> bool:
+        """Whether it counts against the cap whatever the recipients: an email no silence holds."""
+        return self.silence is None and self.step.via != "digest"
 
 
 def observe(
@@ -390,9 +410,9 @@ def assess(
         proposal = _Proposal(rule, fire_at, episode)
     step = current_step(rule, env.clock, fire_at, now)
     if step is not None:
-        _notify_step(proposal, step, record, env, silences, now)
+        proposal.due = _due_send(proposal, step, record, silences, env, now)
     _update_holds(proposal, record, env, now)
-    unchanged = proposal.episode is episode and not proposal.notifications
+    unchanged = proposal.episode is episode and not proposal.notifications and proposal.due is None
     if unchanged and episode.number <= state.episode_counts.get(episode.key, 0):
         return None
     return proposal
@@ -485,14 +505,15 @@ def delivery_start(to: tuple[Recipient, ...], env: Environment, now: datetime) -
     return env.clock.business.next_window_start(now, tz)
 
 
-def _notify_step(
+def _due_send(
     proposal: _Proposal,
     step: Step,
     record: Record,
-    env: Environment,
     silences: Iterable[Silence],
+    env: Environment,
     now: datetime,
-) -> None:
+) -> _DueSend | None:
+    """Whether ``step`` is to be sent now (first send or repeat) or recorded as silenced."""
     episode = proposal.episode
     assert episode is not None
     rule = proposal.rule
@@ -501,13 +522,24 @@ def _notify_step(
     if previous is None or previous.sends == 0:
         repeat = 0
     elif step.via == "digest":
-        return  # a digest lists the open item on its own schedule; repeating it adds nothing
+        return None  # a digest lists the open item on its own schedule; repeating it adds nothing
     elif rule.repeat and now >= env.clock.add(previous.last_sent, rule.repeat):  # type: ignore[arg-type]
         repeat = previous.sends
     else:
-        return
+        return None
     if silence is not None and previous is not None and previous.silenced and previous.sends == repeat:
-        return  # already recorded as silenced for this send
+        return None  # already recorded as silenced for this send
+    return _DueSend(step, repeat, silence, record)
+
+
+def _build_send(proposal: _Proposal, env: Environment, now: datetime) -> None:
+    """Build the proposal's due send: its notifications go before any hold update, and the
+    episode records the send (and a new calendar hold)."""
+    send, episode, rule = proposal.due, proposal.episode, proposal.rule
+    assert send is not None and episode is not None
+    proposal.due = None
+    step, repeat, silence, record = send.step, send.repeat, send.silence, send.record
+    previous = episode.steps.get(step.index)
     to, cc, notes = resolve_recipients(step, record, env)
     digest = step.via == "digest"
     not_before = now if digest else delivery_start(to, env, now)
@@ -530,7 +562,7 @@ def _notify_step(
         notes=notes,
         silenced_by=silence.id if silence else None,
     )
-    proposal.notifications.append(notification)
+    built = [notification]
     steps = dict(episode.steps)
     if silence is not None:
         # Recorded, not sent, not sent later; the step counts as never notified.
@@ -538,6 +570,7 @@ def _notify_step(
             replace(previous, silenced=True) if previous else StepRecord(0, None, silenced=True)
         )
         proposal.episode = replace(episode, steps=steps)
+        proposal.notifications[:0] = built
         return
     steps[step.index] = StepRecord(repeat + 1, not_before, notification.to, cc)
     holds = dict(episode.holds)
@@ -555,10 +588,9 @@ def _notify_step(
                 attendees=notification.to + cc,
             )
             holds[step.index] = hold
-            proposal.notifications.append(
-                replace(notification, channel="calendar", kind="hold", template="hold", hold=hold)
-            )
+            built.append(replace(notification, channel="calendar", kind="hold", template="hold", hold=hold))
     proposal.episode = replace(episode, steps=steps, holds=holds)
+    proposal.notifications[:0] = built
 
 
 def _update_holds(proposal: _Proposal, record: Record, env: Environment, now: datetime) -> None:
@@ -669,6 +701,11 @@ def _commit(
     kept: list[_Proposal] = []
     deferred = 0
     for proposal in ranked:
+        if proposal.due is not None:
+            if budget == 0 and proposal.due.surely_a_message:
+                deferred += 1  # left unbuilt: decided again next tick
+                continue
+            _build_send(proposal, env, now)
         messages = proposal.messages
         if messages and messages > budget:
             deferred += 1
