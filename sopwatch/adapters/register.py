@@ -303,7 +303,7 @@ def _normalise(
     for number, values in table.rows:
         if quick is not None:
             head = quick.read(values)
-            if head is not None and head[0] not in rejected and actions.add_closed(number, values, *head):
+            if head is not None and head[0] not in rejected and actions.add_closed(number, values, head):
                 continue
             # Open, unsound so far, or a duplicate: the full path converts it and reports its problems.
         fields, errors = convert_row(values)
@@ -357,12 +357,13 @@ class RegisterActions(Mapping[str, Action]):
         self._rows.append((action.id, fields["status"], fields.get("owner"), action.row, None))
         self._ready[action.id] = action
 
-    def add_closed(self, row: int, values: Sequence[Any], ident: str, status: str, owner: str | None) -> bool:
-        """Keep a closed row raw; False (and nothing kept) when its id is already taken."""
+    def add_closed(self, row: int, values: Sequence[Any], head: tuple[str, str, str | None]) -> bool:
+        """Keep a closed row raw, given its (id, status, owner); False (nothing kept) for a taken id."""
         rows = self._rows
-        if self._position.setdefault(ident, len(rows)) != len(rows):
+        position = len(rows)
+        if self._position.setdefault(head[0], position) != position:
             return False
-        rows.append((ident, status, owner, row, values))
+        rows.append((*head, row, values))
         return True
 
     def row_of(self, action_id: str) -> int | None:
@@ -441,61 +442,68 @@ class _RowConverter:
 class _ClosedRowReader:
     """Reads the eager fields of a row and says whether the row is closed and sound so far.
 
-    Runs for every row of the register, so status and kind are looked up by their raw cell text.
+    Runs for every row of the register: status and kind are looked up by their raw cell text in
+    dicts that fill themselves (a hit costs no Python call), and the column plan is one tuple.
     """
 
     def __init__(self, names: list[tuple[int, str]], converters: _Converters, closed: frozenset[str]) -> None:
         columns = {name: index for index, name in names}
-        self.status_at = columns.get("status")
-        self.kind_at = columns.get("kind")
-        self.id_at, self.title_at, self.owner_at = columns["id"], columns["title"], columns.get("owner")
-        self.width = max(index for index, _name in names) + 1
+        width = max(index for index, _name in names) + 1
         # Raw cell -> status if closed, else None (open, or unknown: the full path reports it).
-        self.closed_status = _memo(converters.for_field("status", "status"), lambda s: s in closed)
-        self.kind = _memo(converters.for_field("kind", "kind"), lambda k: True)
+        closed_status = _Memo(converters.for_field("status", "status"), lambda s: s in closed)
+        kind = _Memo(converters.for_field("kind", "kind"), lambda k: True)
+        self.plan = (
+            width,
+            columns.get("status"),
+            closed_status,
+            columns.get("kind"),
+            kind,
+            columns["id"],
+            columns["title"],
+            columns.get("owner"),
+        )
 
     def read(self, values: Sequence[Any]) -> tuple[str, str, str | None] | None:
         """(id, status, owner) of a closed row whose id, title, status and kind are good, else None."""
-        if len(values) < self.width or self.status_at is None:
+        width, status_at, closed_status, kind_at, kind, id_at, title_at, owner_at = self.plan
+        if len(values) < width or status_at is None:
             return None  # short rows are rare: the full path pads them
-        status = self.closed_status(values[self.status_at])
-        if status is None:
-            return None
-        if self.kind_at is not None:
-            raw_kind = values[self.kind_at]
-            if raw_kind is not None and raw_kind != "" and self.kind(raw_kind) is None:
+        try:
+            status = closed_status[values[status_at]]
+            if status is None:
                 return None
-        ident, title = values[self.id_at], values[self.title_at]
+            if kind_at is not None:
+                raw_kind = values[kind_at]
+                if raw_kind is not None and raw_kind != "" and kind[raw_kind] is None:
+                    return None
+        except TypeError:  # an unhashable cell (never from the shipped sources): the full path
+            return None
+        ident, title = values[id_at], values[title_at]
         ident = ident.strip() if type(ident) is str else _to_text(ident)
         title = title.strip() if type(title) is str else _to_text(title)
         if not ident or not title:
             return None
         owner = None
-        if self.owner_at is not None:
-            owner = values[self.owner_at]
+        if owner_at is not None:
+            owner = values[owner_at]
             owner = (owner.strip() if type(owner) is str else _to_text(owner)) or None
         return ident, status, owner
 
 
-def _memo(convert: Converter, keep: Callable[[Any], bool]) -> Callable[[Any], Any]:
-    """``convert`` memoised by raw value, None where it fails, is empty or ``keep`` refuses it."""
-    cache: dict[Any, Any] = {}
+class _Memo(dict[Any, Any]):
+    """``convert`` memoised by raw value: None where it fails, is empty or ``keep`` refuses it."""
 
-    def lookup(raw: Any) -> Any:
+    def __init__(self, convert: Converter, keep: Callable[[Any], bool]) -> None:
+        super().__init__()
+        self.convert, self.keep = convert, keep
+
+    def __missing__(self, raw: Any) -> Any:
         try:
-            return cache[raw]
-        except KeyError:
-            pass
-        except TypeError:  # unhashable cell (never from the shipped sources)
-            return None
-        try:
-            value = convert(raw)
+            value = self.convert(raw)
         except ValueError:
             value = None
-        cache[raw] = value if value is not None and keep(value) else None
-        return cache[raw]
-
-    return lookup
+        found = self[raw] = value if value is not None and self.keep(value) else None
+        return found
 
 
 def _map_headers(
