@@ -79,8 +79,10 @@ def profile_check(args: argparse.Namespace) -> cProfile.Profile:
     from sopwatch.cli import invoke  # imports are part of what a user waits for
 
     with contextlib.redirect_stdout(io.StringIO()):
-        invoke(["check", "--config", str(config), "--at", AT])
+        status = invoke(["check", "--config", str(config), "--at", AT])
     profile.disable()
+    if status != 0:
+        raise SystemExit(f"check exited {status}: nothing worth profiling")
     return profile
 
 

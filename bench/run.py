@@ -132,12 +132,16 @@ def best_child(cmd: Sequence[str], runs: int) -> tuple[float, float]:
 def best_children(
     first: Sequence[str], second: Sequence[str], runs: int
 ) -> tuple[tuple[float, float], tuple[float, float]]:
-    """``best_child`` of two commands whose runs alternate, so a burst of load on this noisy
-    machine slows both sides of a ratio rather than one."""
+    """``best_child`` of two commands whose runs alternate (and which one goes first), so a burst
+    of load on this noisy machine slows both sides of a ratio rather than one."""
     firsts, seconds = [], []
-    for _ in range(runs):
-        firsts.append(run_child(first))
-        seconds.append(run_child(second))
+    for run in range(runs):
+        if run % 2:
+            seconds.append(run_child(second))
+            firsts.append(run_child(first))
+        else:
+            firsts.append(run_child(first))
+            seconds.append(run_child(second))
     return _best(firsts), _best(seconds)
 
 
@@ -567,8 +571,15 @@ def bench_delivery(count: int, starttls: bool = False) -> Row:
         naive = naive_count / (time.perf_counter() - t0)
     finally:
         server.send_signal(signal.SIGTERM)
-        output, _ = server.communicate(timeout=30)
-    received, server_cpu = output.split()
+        try:
+            output, _ = server.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            raise RuntimeError("the SMTP sink did not stop on SIGTERM") from None
+    try:
+        received, server_cpu = output.split()
+    except ValueError:
+        raise RuntimeError(f"the SMTP sink ended without its count: {output!r}") from None
     if int(received) != count + naive_count:
         raise RuntimeError(f"the server received {received} of {count + naive_count} messages")
     mode = "STARTTLS" if starttls else "plain"

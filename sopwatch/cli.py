@@ -631,10 +631,10 @@ def health(obj: Context, max_age: str | None) -> None:
 def invoke(argv: list[str] | None = None, context: Context | None = None) -> int:
     """Run one command and return its exit status: user errors print as messages (1), usage errors 2.
 
-    ``context`` is the shared Context to use (a new one by default).
+    ``context`` is the shared Context to use, one per call (a new one by default).
     """
     try:
-        cli.main(args=argv, prog_name="sopwatch", standalone_mode=False, obj=context)
+        status = cli.main(args=argv, prog_name="sopwatch", standalone_mode=False, obj=context)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 1
@@ -651,9 +651,12 @@ def invoke(argv: list[str] | None = None, context: Context | None = None) -> int
         return 1
     except BrokenPipeError:
         return 0
-    except SystemExit as exc:  # a command that ends with sys.exit(status)
-        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
-    return 0
+    except SystemExit as exc:  # a command that ends with sys.exit(status), as the interpreter reads it
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        click.echo(str(exc.code), err=True)
+        return 1
+    return status if isinstance(status, int) else 0  # click returns ctx.exit(n)'s n
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
@@ -663,13 +666,15 @@ def main(argv: list[str] | None = None) -> NoReturn:
     freeing them one by one takes ~0.1 s at 100k, for memory the OS takes back at once. So the
     Context holding the setup outlives the command, and the process ends without an interpreter
     exit. Every command has closed what it opened by the time it returns (the daemon closes its
-    engine, SQLite commits are durable), so only buffered output is left: it is flushed here.
-    mypy exits the same way.
+    engine, SQLite commits are durable), so what is left is logging's handlers and buffered output:
+    both are flushed here. mypy exits the same way.
     """
     context = Context()
     status = invoke(argv, context)
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError):  # a reader that went away (``sopwatch check | head``)
-            stream.flush()
+        # None when the descriptor was closed (``>&-``); a reader may have gone away (``| head``).
+        if stream is not None:
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
     os._exit(status)

@@ -338,6 +338,26 @@ def test_the_fast_exit_loses_no_output_and_keeps_the_status(example_copy: Path, 
         assert fast.returncode in (1, 2) and fast.stderr
 
 
+@pytest.mark.parametrize("closed", [1, 2], ids=["stdout closed", "stderr closed"])
+@pytest.mark.parametrize(
+    "args",
+    [["--version"], ["explain", "NO-SUCH-ACTION", "--at", AT, "--config", "config.yaml"]],
+    ids=["ok", "user error"],
+)
+def test_a_closed_output_stream_keeps_the_exit_status(
+    example_copy: Path, args: list[str], closed: int
+) -> None:
+    """``sopwatch health 2>&-`` in a watchdog: the status must be the command's, as with a normal exit."""
+
+    def status(*prefix: str) -> int:
+        command = [sys.executable, *prefix, *args]
+        return subprocess.run(
+            command, cwd=example_copy, preexec_fn=lambda: os.close(closed), timeout=60
+        ).returncode
+
+    assert status("-m", "sopwatch") == status("-c", NORMAL_EXIT) == (0 if args == ["--version"] else 1)
+
+
 def test_a_reader_that_leaves_early_stops_the_command_quietly(example_copy: Path) -> None:
     """``sopwatch simulate ... | head -1``: no broken-pipe noise, the status click gives (1) both ways."""
 

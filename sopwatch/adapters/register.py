@@ -352,6 +352,7 @@ class RegisterActions(Mapping[str, Action]):
 
     def add(self, action: Action) -> None:
         """Add a converted action; its id must be new (see :meth:`row_of`)."""
+        assert action.id not in self._position, action.id
         fields = action.fields
         self._position[action.id] = len(self._rows)
         self._rows.append((action.id, fields["status"], fields.get("owner"), action.row, None))

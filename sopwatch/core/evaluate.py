@@ -108,8 +108,10 @@ class _Proposal:
 class _DueSend:
     """A step that is due to be sent (or recorded as silenced), decided but not built yet.
 
-    Building means resolving recipients and making the notifications and hold; a proposal that
-    ``max_messages_per_tick`` defers is decided again next tick, so it is never built.
+    Building means resolving recipients and making the notifications and hold. Once the tick's
+    ``max_messages_per_tick`` budget is spent, a send that would cost a message is deferred
+    without being built (it is decided again next tick); before that, it is built to know its
+    exact cost (an email, and a calendar hold if it has recipients).
     """
 
     step: Step
