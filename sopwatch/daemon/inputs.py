@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from sopwatch.collector import long_lived_load
 from sopwatch.config.loader import Setup, load_setup
 from sopwatch.errors import ProblemList, SopwatchError
 
@@ -74,7 +75,8 @@ class SetupWatcher:
             if before == self.fingerprint or before == self.rejected:
                 return self.setup
         try:
-            setup = self.loader(self.config_path)
+            with long_lived_load():  # lives until the next reload: out of the collector's way
+                setup = self.loader(self.config_path)
         except SopwatchError as exc:
             if self.setup is None:
                 raise  # nothing good to keep: the daemon cannot start
