@@ -23,14 +23,13 @@ from sopwatch.adapters.state_store import StateStore, notification_json
 from sopwatch.collector import collector_paused, settle_long_lived
 from sopwatch.config.loader import Setup, load_setup, with_silence_matchers
 from sopwatch.core.evaluate import Notification, evaluate
-from sopwatch.core.explain import StepView, explain
 from sopwatch.core.model import CycleCalendar
-from sopwatch.core.simulate import simulate
 from sopwatch.core.state import State
 from sopwatch.errors import ProblemList, SopwatchError
 from sopwatch.timeparse import parse_instant, parse_step
 
 if TYPE_CHECKING:
+    from sopwatch.core.explain import StepView
     from sopwatch.daemon.policy import Filtered
 
 
@@ -167,6 +166,8 @@ def check(obj: Context, at_text: str | None, as_json: bool) -> None:
 @with_config
 def simulate_command(obj: Context, start_text: str, end_text: str, every: str, as_json: bool) -> None:
     """Replay time from a fresh state with the register as it is; prints every notification."""
+    from sopwatch.core.simulate import simulate  # only this command replays time
+
     setup = obj.setup
     try:
         step = parse_step(every)
@@ -191,6 +192,8 @@ def simulate_command(obj: Context, start_text: str, end_text: str, every: str, a
 @with_config
 def explain_command(obj: Context, action_id: str, at_text: str | None) -> None:
     """Per rule: matched or why not, fire_at, current and next step, silences, recipients."""
+    from sopwatch.core.explain import explain  # only this command explains
+
     setup = obj.setup
     if action_id not in setup.snapshot.actions:
         raise SopwatchError(f"no action {action_id!r} in the register")

@@ -290,7 +290,8 @@ def test_check_imports_jinja2_only_to_print_subjects(example_copy: Path) -> None
         "import sys\n"
         "from sopwatch.cli import invoke\n"
         "invoke(sys.argv[1:])\n"
-        "heavy = ('jinja2', 'icalendar', 'aiosmtplib', 'sopwatch.daemon.engine', 'sopwatch.messages.email')\n"
+        "heavy = ('jinja2', 'icalendar', 'aiosmtplib', 'sopwatch.daemon.engine', 'sopwatch.messages.email',\n"
+        "         'sopwatch.core.explain', 'sopwatch.core.simulate')\n"
         "print(sorted(m for m in heavy if m in sys.modules), file=sys.stderr)\n"
     )
     env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
