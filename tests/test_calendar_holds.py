@@ -17,8 +17,9 @@ from sopwatch.core.evaluate import Notification
 from sopwatch.core.model import Directory, Person
 from sopwatch.core.state import HoldRecord
 from sopwatch.errors import SopwatchError
-from sopwatch.messages.email import compose
+from sopwatch.messages.email import compose_from_context
 from sopwatch.messages.ical import build_hold
+from sopwatch.messages.notification import notification_context
 from sopwatch.messages.templates import TemplateSet
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -205,17 +206,18 @@ def hold_notification(hold: HoldRecord, channel: str, kind: str) -> Notification
 
 
 def compose_hold(hold: HoldRecord, channel: str, kind: str, *, busy: bool = False) -> EmailMessage:
-    composed = compose(
-        hold_notification(hold, channel, kind),
+    n = hold_notification(hold, channel, kind)
+    context = notification_context(
+        n,
         action={"id": "A-17", "title": "Approve the Q1 safety-stock increase", "status": "pending_approval"},
         rule={"id": "stale-approval", "description": "Stale approvals", "severity": "warning"},
         directory=DIRECTORY,
-        templates=TemplateSet(),
-        sender=SENDER,
         org_name="Northwind",
         org_tz=BERLIN,
         now=NOW,
-        busy=busy,
+    )
+    composed = compose_from_context(
+        n, context, directory=DIRECTORY, templates=TemplateSet(), sender=SENDER, now=NOW, busy=busy
     )
     assert composed.fallback_reason is None
     parsed = email.message_from_bytes(composed.message.as_bytes(), policy=email.policy.default)

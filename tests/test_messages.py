@@ -23,8 +23,8 @@ from sopwatch.messages.email import (
     Composed,
     DigestItem,
     DigestSummary,
-    compose,
     compose_digest,
+    compose_from_context,
     header_text,
     thread_root,
 )
@@ -138,20 +138,30 @@ KINDS: dict[str, dict[str, object]] = {
 }
 
 
-def build(
-    n: Notification, *, templates: TemplateSet | None = None, now: datetime = NOW, **fields: object
-) -> Composed:
-    return compose(
+def context_for(n: Notification, *, now: datetime = NOW, **fields: object) -> dict[str, object]:
+    """The template context of ``n`` for the action with ``fields``, as the daemon builds it."""
+    return notification_context(
         n,
         action=action(**fields),
         rule=RULE,
         directory=DIRECTORY,
-        templates=templates or TemplateSet(),
-        sender=SENDER,
         org_name="Northwind",
         org_tz=BERLIN,
         now=now,
         cycle=CYCLE,
+    )
+
+
+def build(
+    n: Notification, *, templates: TemplateSet | None = None, now: datetime = NOW, **fields: object
+) -> Composed:
+    return compose_from_context(
+        n,
+        context_for(n, now=now, **fields),
+        directory=DIRECTORY,
+        templates=templates or TemplateSet(),
+        sender=SENDER,
+        now=now,
     )
 
 
@@ -226,16 +236,11 @@ def test_hold_and_cancel_explain_the_hold() -> None:
 
 def test_action_that_left_the_register_still_renders() -> None:
     n = notification(**KINDS["resolved"])
-    composed = compose(
-        n,
-        action=None,
-        rule=RULE,
-        directory=DIRECTORY,
-        templates=TemplateSet(),
-        sender=SENDER,
-        org_name="Northwind",
-        org_tz=BERLIN,
-        now=NOW,
+    context = notification_context(
+        n, action=None, rule=RULE, directory=DIRECTORY, org_name="Northwind", org_tz=BERLIN, now=NOW
+    )
+    composed = compose_from_context(
+        n, context, directory=DIRECTORY, templates=TemplateSet(), sender=SENDER, now=NOW
     )
     assert composed.fallback_reason is None
     assert parse(composed)["Subject"] == "[S&OP] A-17:"
@@ -656,20 +661,6 @@ def test_digest_message_id_is_deterministic() -> None:
 # -- TemplateSet.subject: what `check` prints -----------------------------------------------------
 
 BUILTIN_SUBJECT = "[S&OP] A-17: Approve the Q1 safety-stock increase for EMEA"
-
-
-def context_for(n: Notification, **fields: object) -> dict[str, object]:
-    """The context ``build`` composes ``n`` with, through the same shared function."""
-    return notification_context(
-        n,
-        action=action(**fields),
-        rule=RULE,
-        directory=DIRECTORY,
-        org_name="Northwind",
-        org_tz=BERLIN,
-        now=NOW,
-        cycle=CYCLE,
-    )
 
 
 def subject_of(n: Notification, templates: TemplateSet, **fields: object) -> str:

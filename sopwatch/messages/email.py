@@ -26,7 +26,7 @@ from sopwatch.core.model import Directory
 from sopwatch.core.rules import SEVERITY_RANK
 from sopwatch.messages.context import action_context, base_context
 from sopwatch.messages.ical import build_hold
-from sopwatch.messages.notification import notification_context, template_names
+from sopwatch.messages.notification import template_names
 from sopwatch.messages.render import one_line
 from sopwatch.messages.templates import RenderedText, TemplateSet
 
@@ -136,48 +136,6 @@ def _set_bodies(message: EmailMessage, rendered: RenderedText) -> None:
 
 
 # -- alerts ----------------------------------------------------------------------------------------
-
-
-def compose(
-    notification: Notification,
-    *,
-    action: Mapping[str, Any] | None,
-    rule: Mapping[str, Any],
-    directory: Directory,
-    templates: TemplateSet,
-    sender: str,
-    org_name: str,
-    org_tz: ZoneInfo,
-    now: datetime,
-    cycle: Mapping[str, Any] | None = None,
-    busy: bool = False,
-    hold_title: str | None = None,
-) -> Composed:
-    """One notification as an email, its template context built from these parts.
-
-    ``busy`` and ``hold_title`` come from the step's ``calendar_hold`` (free time and the action's
-    subject by default).
-    """
-    context = notification_context(
-        notification,
-        action=action,
-        rule=rule,
-        directory=directory,
-        org_name=org_name,
-        org_tz=org_tz,
-        now=now,
-        cycle=cycle,
-    )
-    return compose_from_context(
-        notification,
-        context,
-        directory=directory,
-        templates=templates,
-        sender=sender,
-        now=now,
-        busy=busy,
-        hold_title=hold_title,
-    )
 
 
 def compose_from_context(
