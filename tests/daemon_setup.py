@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import email
 import email.policy
+import re
 from collections.abc import Mapping, Sequence
 from email.message import EmailMessage
 from pathlib import Path
@@ -94,10 +95,28 @@ def write_xlsx(path: Path, rows: Sequence[Mapping[str, str]], fields: Sequence[s
     book.save(path)
 
 
+def in_delivery_order(new: Path) -> list[Path]:
+    """The files of a maildir's ``new/``, oldest first.
+
+    Python's mailbox names a file ``<seconds>.M<microseconds>P<pid>Q<count>.<host>`` without
+    zero-padding the microseconds, so plain name order puts ``M99`` after ``M123`` within a second;
+    sorting on the numbers gives the order of writing (the count breaks ties within a process).
+    """
+    if not new.exists():
+        return []
+
+    def written(path: Path) -> tuple[int, ...]:
+        found = re.match(r"(\d+)\.M(\d+)P(\d+)Q(\d+)\.", path.name)
+        assert found, f"not a name Python's mailbox writes: {path.name}"
+        seconds, micros, _pid, count = (int(part) for part in found.groups())
+        return seconds, micros, count
+
+    return sorted(new.iterdir(), key=written)
+
+
 def delivered(config: Path) -> list[tuple[bytes, EmailMessage]]:
-    """Every message in ``maildir/new`` next to ``config``, in file-name order, raw and parsed."""
-    new = config.parent / "maildir" / "new"
-    files = sorted(new.iterdir()) if new.exists() else []
+    """Every message in ``maildir/new`` next to ``config``, in the order written, raw and parsed."""
+    files = in_delivery_order(config.parent / "maildir" / "new")
     out = []
     for path in files:
         raw = path.read_bytes()

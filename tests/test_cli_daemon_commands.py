@@ -17,6 +17,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import yaml
+from daemon_setup import in_delivery_order
 from icalendar import Calendar
 
 AT = "2026-12-09T10:00"
@@ -79,11 +80,9 @@ def add_ancient_action(setup: Path) -> None:
 
 
 def maildir_messages(folder: Path) -> list[EmailMessage]:
-    new = folder / "new"
-    if not new.exists():
-        return []
     return [
-        email.message_from_bytes(p.read_bytes(), policy=email.policy.default) for p in sorted(new.iterdir())
+        email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+        for p in in_delivery_order(folder / "new")
     ]
 
 

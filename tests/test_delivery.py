@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import pytest
 import smtp_server
+from daemon_setup import in_delivery_order
 from smtp_server import Certs, RecordingHandler, SilentServer, SmtpServer
 
 from sopwatch.config.schema import DeliveryConfig
@@ -330,6 +331,16 @@ def test_maildir_writes_parseable_messages(tmp_path: Path) -> None:
     assert sorted(p["Message-ID"] for p in parsed) == ["<msg-1@sopwatch.test>", "<msg-2@sopwatch.test>"]
     assert all("is overdue" in p.get_content() for p in parsed)
     assert len(mailbox.Maildir(box_path, create=False)) == 2
+
+
+def test_maildir_messages_read_back_in_the_order_written(tmp_path: Path) -> None:
+    # The tests read a maildir in the order it was written (daemon_setup.in_delivery_order); plain
+    # file-name order is not that order within a second (the microseconds are not zero-padded).
+    batch = [message(n, "a@example.com") for n in range(1, 301)]
+    run(MaildirTransport(tmp_path / "outbox").send_batch(batch))
+    files = in_delivery_order(tmp_path / "outbox" / "new")
+    subjects = [email.message_from_bytes(f.read_bytes(), policy=policy.default)["Subject"] for f in files]
+    assert subjects == [f"Reminder {n}" for n in range(1, 301)]
 
 
 def test_maildir_unwritable_reports_a_temporary_error(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
-from daemon_setup import ANN_AND_CARL, LATE_RULE
+from daemon_setup import ANN_AND_CARL, LATE_RULE, in_delivery_order
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -494,8 +494,7 @@ def test_a_template_name_that_climbs_out_is_refused(tmp_path: Path, name: str) -
 
 
 def maildir_messages(config: Path) -> list[bytes]:
-    new = config.parent / "maildir" / "new"
-    return [p.read_bytes() for p in sorted(new.iterdir())] if new.exists() else []
+    return [p.read_bytes() for p in in_delivery_order(config.parent / "maildir" / "new")]
 
 
 def test_a_10_mb_title_loads_and_makes_a_bounded_subject(tmp_path: Path) -> None:
