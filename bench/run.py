@@ -9,6 +9,7 @@ Figures, each beside its target from the performance issue:
 - ``simulate`` over 30 days hourly, 10k actions × 20 rules (library level); target ≤ 5 s;
 - one daemon tick (the real ``Engine.tick``) with an unchanged register, beside a naive tick over
   a warm state (library level); target ≤ 0.2 s;
+- the figures of a digest for every person, beside a register scan per recipient (library level);
 - peak RSS of the ``check`` subprocess at 100k; target ≤ 300 MB;
 - growth of the ``check`` time from 10k to 100k actions; target ≤ 10× (linear).
 
@@ -47,6 +48,8 @@ RESULTS = Path(__file__).resolve().parent / "results.json"
 BIN = Path(sys.executable).parent
 AT = "2026-12-09T10:00"
 SIM_FROM = "2026-12-01T00:00"
+DIGEST_AT = "2026-12-14T09:30"  # a Monday, after 08:00 in Berlin and Singapore
+NAIVE_DIGEST_RECIPIENTS = 10
 SIM_DAYS = 30
 QUICK_SIM_DAYS = 3
 NAIVE_SIM_DAYS = 2
@@ -402,6 +405,55 @@ def bench_tick(config: Path, runs: int) -> list[Row]:
     ]
 
 
+def bench_digests(config: Path, runs: int) -> Row:
+    """The figures of a Monday digest for every person in the directory (library level).
+
+    Beside the naive way, which scans the whole register for each recipient (measured for
+    ``NAIVE_DIGEST_RECIPIENTS`` and scaled): what the daemon did until the records were filed
+    under their people once (``ScopeFigures``). Observing the records, shared by both, is not timed.
+    """
+    from sopwatch.config.loader import load_setup
+    from sopwatch.core.digest import ScopeFigures, scope_of
+    from sopwatch.core.evaluate import observe
+    from sopwatch.core.state import State
+    from sopwatch.timeparse import parse_instant
+
+    setup = load_setup(config)
+    env, tz = setup.environment, setup.loaded.tz
+    now = parse_instant(DIGEST_AT, tz)
+    records = list(observe(setup.snapshot, State(), now)[0].values())
+    scopes = [scope_of(person, env.directory) for person in env.directory.people.values()]
+
+    def figures(scopes: list[frozenset[str]]) -> list[Any]:
+        filed = ScopeFigures(records, env.directory, env.terminal, env.cycles, tz, now)
+        return [filed.for_scope(scope) for scope in scopes]
+
+    def naive(scopes: list[frozenset[str]]) -> list[Any]:
+        return [
+            ScopeFigures(records, env.directory, env.terminal, env.cycles, tz, now).for_scope(scope)
+            for scope in scopes
+        ]
+
+    elapsed, ours = best_call(lambda: figures(scopes), runs)
+    sample = scopes[:NAIVE_DIGEST_RECIPIENTS]
+    began = time.perf_counter()
+    if naive(sample) != ours[: len(sample)]:
+        raise RuntimeError("the naive digest figures differ from the filed ones")
+    scan = (time.perf_counter() - began) * len(scopes) / len(sample)
+    n = len(setup.snapshot)
+    log(f"digest figures {size_label(n)}: {elapsed:.3f}s for {len(scopes)} recipients (naive {scan:.1f}s)")
+    return Row(
+        f"digest.figures.{n}",
+        f"digest figures for {len(scopes)} recipients, {size_label(n)} (library)",
+        elapsed,
+        "s",
+        scan,
+        f"a register scan per recipient (from {len(sample)})",
+        elapsed / scan,
+        note=f"{len(records):,} records; best of {runs}",
+    )
+
+
 def rss_rows(raw: dict[int, dict[str, tuple[float, float]]], n: int) -> list[Row]:
     rows = []
     for source, bare_label in (("csv", "bare csv.DictReader"), ("sqlite", "bare SELECT *")):
@@ -684,7 +736,9 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(bench_simulate(sim_config, QUICK_SIM_DAYS if args.quick else SIM_DAYS))
 
     tick_n = 10_000 if args.quick else 100_000
-    rows += bench_tick(generate(tick_n, CHECK_RULES, args.data, SEED, sources=["csv"])["csv"], args.runs)
+    tick_config = generate(tick_n, CHECK_RULES, args.data, SEED, sources=["csv"])["csv"]
+    rows += bench_tick(tick_config, args.runs)
+    rows.append(bench_digests(tick_config, args.runs))
     for n in (1_000,) if args.quick else (1_000, 10_000):
         rows += [bench_delivery(n), bench_delivery(n, starttls=True)]
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from sopwatch.adapters.state_store import Composed, OutboxRow, StateStore, outbox_key
 from sopwatch.config.loader import Setup, load_setup, with_silence_matchers
-from sopwatch.core.digest import figures, parse_schedule, scope_of
+from sopwatch.core.digest import ScopeFigures, parse_schedule, scope_of
 from sopwatch.core.evaluate import Evaluation, Notification, Plan, apply, evaluate, observe
 from sopwatch.core.model import Action, Snapshot
 from sopwatch.core.state import Silence, State
@@ -294,7 +294,7 @@ class Engine:
         if expired:
             self.store.mark_digested(expired, now)
         env = setup.environment
-        records = None
+        scopes: ScopeFigures | None = None  # built at the first digest that is due, then shared
         sent = 0
         for digest in config.digests:
             schedule = parse_schedule(digest.schedule)
@@ -308,21 +308,15 @@ class Engine:
                 ):
                     continue
                 listed = [i for i in pending if datetime.fromisoformat(i["at"]) <= slot]
-                if records is None:
+                if scopes is None:
                     records = _records(snapshot, self._current_state(setup), now)
-                fig = figures(
-                    records,
-                    scope_of(person, env.directory),
-                    env.directory,
-                    env.terminal,
-                    env.cycles,
-                    setup.loaded.tz,
-                    now,
-                )
+                    scopes = ScopeFigures(
+                        records, env.directory, env.terminal, env.cycles, setup.loaded.tz, now
+                    )
                 result = compose_digest(
                     address,
                     [_digest_item(i, snapshot, setup) for i in listed],
-                    fig,
+                    scopes.for_scope(scope_of(person, env.directory)),
                     directory=env.directory,
                     templates=self.templates,
                     sender=self.sender,
