@@ -8,14 +8,18 @@ counts what the program itself does: instructions executed, and first-level and 
 cache misses in cachegrind's simulation of this machine's caches, for sopwatch's
 ``read_register`` and for the bare reader of the same file (``csv.DictReader`` / ``SELECT *``).
 Each figure is one child process minus the same child that reads nothing, so interpreter start,
-imports and the configuration cancel out. The counts are deterministic; the runs take about a
-minute (cachegrind runs Python ~50x slower). Needs ``valgrind`` on the PATH.
+imports and the configuration cancel out. Both readers run with the cyclic collector paused, as
+``read_register`` pauses it, so the counts compare the reading itself. The children run with a
+fixed hash seed, so the counts repeat to within a fraction of a percent (address-space layout
+still moves them a little); the runs take about a minute (cachegrind runs Python ~50x slower).
+Needs ``valgrind`` on the PATH.
 """
 
 from __future__ import annotations
 
 import argparse
 import compileall
+import os
 import re
 import shutil
 import subprocess
@@ -42,11 +46,12 @@ if sys.argv[2] != "0":
 os._exit(0)
 """
 BARE_CHILD = """\
-import csv, os, sqlite3, sys
+import csv, gc, os, sqlite3, sys
 from pathlib import Path
 from sopwatch.config.loader import load_config
 loaded = load_config(Path(sys.argv[1]))
 cfg = loaded.config.register_
+gc.disable()
 if sys.argv[2] != "0":
     path = loaded.base_dir / cfg.path
     if cfg.type == "sqlite":
@@ -63,7 +68,10 @@ def count(child: str, config: Path, rows: int) -> dict[str, int]:
     """Cachegrind's totals for one child process."""
     command = ["valgrind", "--tool=cachegrind", "--cache-sim=yes", "--cachegrind-out-file=/dev/null"]
     done = subprocess.run(
-        [*command, sys.executable, "-c", child, str(config), str(rows)], capture_output=True, text=True
+        [*command, sys.executable, "-c", child, str(config), str(rows)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONHASHSEED": "0"},  # set iteration order, and so the counts, repeat
     )
     if done.returncode != 0:
         raise RuntimeError(f"cachegrind failed ({done.returncode}):\n{done.stderr[-2000:]}")
@@ -92,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         for reader, child in READERS.items()
         for n in [0, *args.sizes]
     }
-    with ThreadPoolExecutor() as pool:  # one valgrind per core; the counts do not depend on it
+    with ThreadPoolExecutor(os.cpu_count()) as pool:  # one valgrind per core: each is CPU-bound
         futures = {key: pool.submit(count, *job) for key, job in jobs.items()}
         totals = {key: future.result() for key, future in futures.items()}
 

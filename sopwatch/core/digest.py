@@ -149,7 +149,7 @@ class ScopeFigures:
                 return datetime.combine(value + timedelta(days=1), time(0), tzinfo=tz)
             return None
 
-        current_cycle = _current_cycle(cycles, now.astimezone(tz).date())
+        this_cycle = current_cycle(cycles, now.astimezone(tz).date())
         self._now = now
         self._reduced: list[_Reduced] = []
         self._by_person: dict[str, list[int]] = {}  # person id -> positions of their records
@@ -172,18 +172,21 @@ class ScopeFigures:
                     turnaround = (decided - requested).total_seconds()
             due = instant(record.get("due"))
             if is_open:
-                since = record.get("status_since")
+                # The register's status_changed_at may be a date or a naive datetime, like any instant.
+                since = instant(record.get("status_since"))
                 reduced = _Reduced(
                     record["id"],
                     open=True,
                     started=instant(record.get("created_at")) or record.get("first_seen"),
                     days_late=(now - due).days if due is not None and due < now else None,
-                    stale=status == "pending_approval"
-                    and isinstance(since, datetime)
-                    and now - since >= stale_after,
+                    stale=status == "pending_approval" and since is not None and now - since >= stale_after,
                     turnaround=turnaround,
                 )
-            elif record.get("cycle") == current_cycle and status in ("done", "approved"):
+            elif (
+                this_cycle is not None  # no cycle calendar, no "this cycle"
+                and record.get("cycle") == this_cycle
+                and status in ("done", "approved")
+            ):
                 finished = instant(record.get("decided_at") or record.get("status_since"))
                 reduced = _Reduced(
                     record["id"],
@@ -251,7 +254,7 @@ def _median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def _current_cycle(cycles: CycleCalendar, today: date) -> str | None:
+def current_cycle(cycles: CycleCalendar, today: date) -> str | None:
     """The cycle whose phases span today, else the latest one that has started."""
     best: tuple[date, str] | None = None
     for cycle in cycles.cycles.values():
