@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import random
 import re
 from dataclasses import replace
 from datetime import date, datetime, timedelta
@@ -13,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+import sopwatch.messages.email as email_module
 from sopwatch.core.digest import human_span
 from sopwatch.core.evaluate import Notification
 from sopwatch.core.model import Directory, Person
@@ -345,6 +347,28 @@ def test_hostile_title_cannot_inject_headers(title: str) -> None:
         assert "\r" not in value and "\n" not in value, name
     assert message["Subject"].startswith("[S&OP] A-17 Bcc: x@y: ")
     assert len(message.get_all("Subject")) == 1
+
+
+@pytest.mark.parametrize("title", ["Plain", "Ü" * 300 + " long title", *HOSTILE_TITLES])
+def test_reused_header_classes_build_the_same_bytes_as_the_standard_registry(
+    title: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Oracle: the same message composed under the standard library's own header registry. The
+    # MIME boundaries are random, so both compositions start from the same seed.
+    hold = notification(**KINDS["hold"])
+
+    def wire() -> list[bytes]:
+        random.seed(7)
+        return [build(n, title=title).message.as_bytes() for n in (notification(), hold)]
+
+    ours = wire()
+    monkeypatch.setattr(email_module, "POLICY", email.policy.SMTP.clone(cte_type="7bit"))
+    assert wire() == ours
+    assert type(build(notification()).message["Subject"]) is not type(
+        build(notification()).message["Subject"]
+    )
+    monkeypatch.undo()
+    assert type(build(notification()).message["Subject"]) is type(build(notification()).message["Subject"])
 
 
 def test_header_text_defuses_encoded_words() -> None:
