@@ -10,8 +10,9 @@ cache misses in cachegrind's simulation of this machine's caches, for sopwatch's
 Each figure is one child process minus the same child that reads nothing, so interpreter start,
 imports and the configuration cancel out. Both readers run with the cyclic collector paused, as
 ``read_register`` pauses it, so the counts compare the reading itself. The children run with a
-fixed hash seed, so the counts repeat to within a fraction of a percent (address-space layout
-still moves them a little); the runs take about a minute (cachegrind runs Python ~50x slower).
+fixed hash seed, so the counts repeat almost exactly (to within a few hundred instructions of
+billions here; address-space layout still moves them a little); the runs take about a minute
+(cachegrind runs Python ~50x slower).
 Needs ``valgrind`` on the PATH.
 """
 
