@@ -6,8 +6,11 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from sopwatch.config.yamlsource import load_yaml_file, load_yaml_text
+from sopwatch.config.yamlsource import _Loader, load_yaml_file, load_yaml_text
 from sopwatch.errors import ConfigError, Location
 
 RULES = """\
@@ -216,3 +219,34 @@ def test_alias_bomb_is_refused() -> None:
         lines.append(f"{cur}: &{cur} [{', '.join([f'*{prev}'] * 10)}]")
     with pytest.raises(ConfigError, match="too large"):
         load_yaml_text("\n".join(lines) + "\n", "bomb.yaml")
+
+
+# Values as an admin's files hold them, strings that look like other things included.
+_SCALARS = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(
+        ["yes", "no", "on", "010", "1e3", "0x1F", "2026-12-24", "10:00", "null", "~", "'q'", "#c"]
+    ),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=False, allow_infinity=False, width=32),
+    st.booleans(),
+    st.none(),
+    st.dates(),
+)
+_DOCUMENTS = st.recursive(
+    _SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.dictionaries(st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True), _DOCUMENTS, max_size=5))
+def test_values_are_what_the_loader_itself_constructs(data: dict[str, object]) -> None:
+    # Oracle: PyYAML's own construction of the same text with the same (strict) resolvers; the
+    # located build takes shortcuts (plain strings) and must not change a value.
+    text = yaml.safe_dump(data, allow_unicode=True)
+    assert load_yaml_text(text, "x.yaml").data == yaml.load(text, Loader=_Loader)

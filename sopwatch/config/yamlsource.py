@@ -80,6 +80,7 @@ class LocatedDocument:
 
 
 _PLAIN_COLLECTION_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+_STR = "tag:yaml.org,2002:str"
 
 
 def _mark(node: yaml.Node) -> tuple[int, int]:
@@ -175,6 +176,8 @@ def _build(loader: _Loader, node: yaml.Node, path: Path_, doc: LocatedDocument, 
 
 
 def _scalar(loader: _Loader, node: yaml.Node, doc: LocatedDocument) -> Any:
+    if node.tag == _STR:
+        return node.value  # what the constructor returns for a string, without its bookkeeping
     try:
         return loader.construct_object(node, deep=True)
     except yaml.constructor.ConstructorError as exc:
