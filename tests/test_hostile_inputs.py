@@ -59,8 +59,6 @@ CONFIG = textwrap.dedent(
     state: state.db
     """
 )
-PEOPLE = ANN_AND_CARL
-RULES = LATE_RULE
 HEADER = ["id", "title", "status", "owner", "due"]
 
 
@@ -76,8 +74,8 @@ def make_setup(
     rows: list[list[str]] | None = None,
     *,
     config: str = CONFIG,
-    people: str = PEOPLE,
-    rules: str = RULES,
+    people: str = ANN_AND_CARL,
+    rules: str = LATE_RULE,
 ) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.yaml").write_text(config, encoding="utf-8")
@@ -288,7 +286,7 @@ def test_fuzzed_rules_files_fail_only_with_located_problems(setup_dir: Path, tex
     try:
         load_and_check(setup_dir / "config.yaml")
     finally:
-        (setup_dir / "rules.yaml").write_text(RULES, encoding="utf-8")
+        (setup_dir / "rules.yaml").write_text(LATE_RULE, encoding="utf-8")
 
 
 CONFIG_KEYS = [
@@ -429,7 +427,7 @@ def test_fuzzed_register_rows_never_break_a_tick(
 
 @pytest.mark.parametrize("char", ["\x00", "\x1f", "\x7f", "\ufffe"])
 def test_yaml_control_characters_are_one_located_line(tmp_path: Path, char: str) -> None:
-    config = make_setup(tmp_path / "s", rules=RULES.replace("Open work", f"Open{char}work"))
+    config = make_setup(tmp_path / "s", rules=LATE_RULE.replace("Open work", f"Open{char}work"))
     with pytest.raises(ProblemList) as caught:
         load_setup(config)
     assert_one_line_problems(caught.value, config.parent)
@@ -477,7 +475,7 @@ def test_python_tags_are_refused_with_their_position(tmp_path: Path, file: str, 
 
 @pytest.mark.parametrize("name", ["../x", "../../etc/passwd", "..", "a/b", "..\\x", "/etc/passwd"])
 def test_a_template_name_that_climbs_out_is_refused(tmp_path: Path, name: str) -> None:
-    rules = RULES.replace(
+    rules = LATE_RULE.replace(
         "      - notify: [owner]\n", f"      - notify: [owner]\n        template: {name!r}\n"
     )
     config = make_setup(tmp_path / "s", rules=rules)
@@ -578,7 +576,7 @@ def test_crlf_and_encoded_words_in_every_header_source_add_no_header(tmp_path: P
         + f'digests:\n  - {{id: {q(INJECT)}, schedule: "mon 08:00"}}\n'
         + "allowed_domains: [example.com]\n"  # A-3's owner makes an admin notice
     )
-    people = PEOPLE.replace("name: Ann Example", f"name: {q(INJECT)}")
+    people = ANN_AND_CARL.replace("name: Ann Example", f"name: {q(INJECT)}")
     rules = textwrap.dedent(
         f"""\
         rules:
@@ -625,8 +623,8 @@ def test_crlf_and_encoded_words_in_every_header_source_add_no_header(tmp_path: P
 
 def test_script_in_every_html_field_is_escaped(tmp_path: Path) -> None:
     script = "<script>alert({})</script>"
-    people = PEOPLE.replace("name: Ann Example", f"name: {q(script.format('name'))}")
-    rules = RULES.replace(
+    people = ANN_AND_CARL.replace("name: Ann Example", f"name: {q(script.format('name'))}")
+    rules = LATE_RULE.replace(
         "description: Open work past its due date", f"description: {q(script.format('rule'))}"
     )
     rules = rules.replace("    repeat: 1 day\n", "    repeat: 1 day\n    notify_resolved: true\n")

@@ -32,8 +32,6 @@ from sopwatch.errors import ProblemList
 BERLIN = ZoneInfo("Europe/Berlin")
 T0 = datetime(2026, 12, 2, 10, tzinfo=BERLIN)
 
-PEOPLE = ANN_AND_CARL
-
 HOLD_RULE = """\
 rules:
   - id: late
@@ -68,7 +66,7 @@ def make_setup(
     register: str = "{type: csv, path: register.csv}",
 ) -> Path:
     return write_setup(
-        folder, register_rows, people=PEOPLE, rules=rules, fields=FIELDS, extra=extra, register=register
+        folder, register_rows, people=ANN_AND_CARL, rules=rules, fields=FIELDS, extra=extra, register=register
     )
 
 
