@@ -44,6 +44,8 @@ from typing import Any
 from generate import DEFAULT_OUT, generate
 
 ROOT = Path(__file__).resolve().parent.parent
+# The test suite's helpers are importable: its throwaway CA and its reference digest scan.
+sys.path.insert(0, str(ROOT / "tests"))
 RESULTS = Path(__file__).resolve().parent / "results.json"
 BIN = Path(sys.executable).parent
 AT = "2026-12-09T10:00"
@@ -422,14 +424,13 @@ def bench_digests(config: Path, runs: int) -> Row:
     reference scan, measured for ``NAIVE_DIGEST_RECIPIENTS`` people and scaled, whose figures
     must also equal the daemon's. Observing the records, shared by both, is not timed.
     """
+    from test_digest_figures import reference  # the scan per recipient, from the definition
+
     from sopwatch.config.loader import load_setup
     from sopwatch.core.digest import ScopeFigures, current_cycle, scope_of
     from sopwatch.core.evaluate import observe
     from sopwatch.core.state import State
     from sopwatch.timeparse import parse_instant
-
-    sys.path.insert(0, str(ROOT / "tests"))
-    from test_digest_figures import reference  # the scan per recipient, from the definition
 
     setup = load_setup(config)
     env, tz = setup.environment, setup.loaded.tz
@@ -631,7 +632,6 @@ def bench_delivery(count: int, starttls: bool = False) -> Row:
     sink = [sys.executable, str(Path(__file__).resolve().parent / "smtp_sink.py"), str(port)]
     client_context = None
     if starttls:
-        sys.path.insert(0, str(ROOT / "tests"))
         from smtp_server import make_certs  # the test suite's throwaway CA
 
         certs = make_certs(Path(tempfile.mkdtemp(prefix="sopwatch-bench-certs-")))
