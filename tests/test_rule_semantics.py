@@ -468,6 +468,12 @@ RESOLUTIONS = {
     "when-stops-holding": {"status": "blocked"},
     "fire-at-moves-to-the-future": {"due": date(2026, 12, 31)},
 }
+# What the resolved episode records as its reason (``sopwatch episodes`` shows it).
+RESOLUTION_REASONS = {
+    "terminal": "status 'done' is terminal",
+    "when-stops-holding": "status in ['open', 'in_progress'] failed (status is 'blocked')",
+    "fire-at-moves-to-the-future": "fire_at 2027-01-01T00:00:00+01:00 is in the future",
+}
 
 
 def _step(
@@ -498,7 +504,7 @@ def test_resolution_ends_the_episode_cancels_holds_and_may_notify(how: str, noti
     ]
 
     ev2, state = _step(state, snapshot(changed), rules, env, berlin(2026, 12, 3, 11))
-    assert [e.id for e in ev2.resolved] == ["r/A1/1"]
+    assert [(e.id, e.resolution) for e in ev2.resolved] == [("r/A1/1", RESOLUTION_REASONS[how])]
     assert ev2.episodes == ()
     assert state.episodes == {}
     cancels = [n for n in ev2.notifications if n.channel == "cancel"]

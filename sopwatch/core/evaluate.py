@@ -439,12 +439,13 @@ def firing(
         return (episode.fired_at if episode else now), None
     fire_at = rule.fire_at.at(env.clock, record, env.cycles, now)
     if fire_at is None:
-        return None, f"{rule.fire_at.expression.anchor} is empty"
+        return None, f"{rule.fire_at.expression.anchor} is empty" if explain else None
     if fire_at > now:
         if episode is not None and fire_at == episode.fired_at:
             # The wall clock went back, fire_at did not move: the episode stays open, sends nothing.
             return fire_at, None
-        return None, f"fire_at {fire_at.isoformat()} is in the future"
+        # Most candidates of a scan are not due yet: format the reason only for a reader.
+        return None, f"fire_at {fire_at.isoformat()} is in the future" if explain else None
     return fire_at, None
 
 
