@@ -26,6 +26,19 @@ def copy_example(target: Path) -> Path:
     return target
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every command of the suite keeps its cache (the holiday tables) in a folder of its own.
+
+    Set before any test starts a subprocess, which inherits it: the suite never writes into the
+    home folder of whoever runs it.
+    """
+    folder = tmp_path_factory.mktemp("cache-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(folder))
+        yield folder
+
+
 @pytest.fixture
 def example_copy(tmp_path: Path) -> Path:
     """A folder holding an editable copy of the bundled example; its config is ``config.yaml``."""

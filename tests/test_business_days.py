@@ -15,7 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sopwatch.core.business import BusinessCalendar, make_holiday_predicate
+from sopwatch.adapters.public_holidays import public_holidays
+from sopwatch.core.business import BusinessCalendar
 from sopwatch.core.timeexpr import Clock, parse_time_expression
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -151,7 +152,7 @@ def test_offset_with_holiday_predicate_matches_numpy(
     day: date, n: int, workdays: set[int], extra: frozenset[date]
 ) -> None:
     """Holidays given as a predicate (not closures) behave exactly like numpy's ``holidays=``."""
-    calendar = BusinessCalendar(workdays=workdays, is_holiday=make_holiday_predicate(None, None, extra))
+    calendar = BusinessCalendar(workdays=workdays, is_holiday=extra.__contains__)
     assert calendar.offset(day, n) == numpy_offset(day, n, workdays, extra)
 
 
@@ -182,13 +183,13 @@ def test_offset_lands_on_a_business_day_and_counts_exactly_n(
 DE_YEARS = range(2020, 2036)
 DE_DATES = frozenset(holidays.country_holidays("DE", years=DE_YEARS))
 BY_DATES = frozenset(holidays.country_holidays("DE", subdiv="BY", years=DE_YEARS))
-DE_CAL = BusinessCalendar(is_holiday=make_holiday_predicate("DE", None))
-BY_CAL = BusinessCalendar(is_holiday=make_holiday_predicate("DE", "BY"))
+DE_CAL = BusinessCalendar(is_holiday=public_holidays("DE"))
+BY_CAL = BusinessCalendar(is_holiday=public_holidays("DE", "BY"))
 
 
 def test_german_holiday_predicate_known_dates() -> None:
-    de = make_holiday_predicate("DE", None)
-    by = make_holiday_predicate("DE", "BY")
+    de = public_holidays("DE")
+    by = public_holidays("DE", "BY")
     # Nationwide: New Year, Good Friday and Easter Monday 2026 (Easter Sunday is 5 April 2026),
     # German Unity Day, Christmas.
     for day in (date(2026, 1, 1), date(2026, 4, 3), date(2026, 4, 6), date(2026, 10, 3), date(2026, 12, 25)):
@@ -201,13 +202,11 @@ def test_german_holiday_predicate_known_dates() -> None:
 
 
 def test_extra_dates_are_holidays_too() -> None:
-    extra = {date(2026, 12, 24), date(2026, 12, 31)}
-    with_country = make_holiday_predicate("DE", None, extra)
-    without_country = make_holiday_predicate(None, None, extra)
-    for predicate in (with_country, without_country):
-        assert predicate(date(2026, 12, 24)) and predicate(date(2026, 12, 31))
-        assert not predicate(date(2026, 12, 23))
-    assert with_country(date(2026, 12, 25)) and not without_country(date(2026, 12, 25))
+    extra = {date(2026, 12, 24), date(2026, 12, 31), date(2040, 12, 24)}  # 2040: beyond the kept years
+    is_holiday = public_holidays("DE", None, extra, today=date(2026, 11, 27))
+    assert all(is_holiday(day) for day in extra)
+    assert not is_holiday(date(2026, 12, 23)) and not is_holiday(date(2040, 12, 23))
+    assert is_holiday(date(2026, 12, 25)) and is_holiday(date(2040, 12, 25))  # the country's own
 
 
 @pytest.mark.parametrize(
@@ -330,7 +329,7 @@ def test_empty_anchor_does_not_fire() -> None:
 
 def test_spec_examples_with_holidays() -> None:
     # With DE holidays and the 24th closed, an action due Wednesday 23 Dec 2026 + 1bd is Monday 28th.
-    calendar = BusinessCalendar(closures={date(2026, 12, 24)}, is_holiday=make_holiday_predicate("DE", None))
+    calendar = BusinessCalendar(closures={date(2026, 12, 24)}, is_holiday=public_holidays("DE"))
     clock = Clock(BERLIN, calendar)
     assert evaluate("due + 1 business day", date(2026, 12, 23), clock) == datetime(
         2026, 12, 29, 0, 0, tzinfo=BERLIN

@@ -20,8 +20,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sopwatch.adapters.public_holidays import public_holidays
 from sopwatch.config.rules_loader import RuleCompiler
-from sopwatch.core.business import BusinessCalendar, make_holiday_predicate
+from sopwatch.core.business import BusinessCalendar
 from sopwatch.core.conditions import compile_condition
 from sopwatch.core.evaluate import Environment, Evaluation, Notification, apply, evaluate
 from sopwatch.core.model import (
@@ -684,7 +685,7 @@ def test_the_first_to_recipient_sets_the_delivery_window(notify: str, expected: 
 
 # --- delivery windows ---------------------------------------------------------------------------
 
-DE_HOLIDAYS = BusinessCalendar(is_holiday=make_holiday_predicate("DE", None))
+DE_HOLIDAYS = BusinessCalendar(is_holiday=public_holidays("DE"))
 CLOSED_MONDAY = BusinessCalendar(closures=[date(2026, 12, 7)])
 
 WINDOW_CASES = [

@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Collection
 from datetime import date, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from sopwatch.adapters.public_holidays import HolidayCache, public_holidays
 from sopwatch.config.schema import BusinessCalendarConfig, HolidaySource
-from sopwatch.core.business import WEEKDAYS, BusinessCalendar, make_holiday_predicate
+from sopwatch.core.business import WEEKDAYS, BusinessCalendar
 from sopwatch.errors import ConfigError
 
 
 def build_business_calendar(
-    cfg: BusinessCalendarConfig, base_dir: Path | None = None, *, tz: ZoneInfo | None = None
+    cfg: BusinessCalendarConfig,
+    base_dir: Path | None = None,
+    *,
+    tz: ZoneInfo | None = None,
+    holiday_cache: HolidayCache | None = None,
 ) -> BusinessCalendar:
     """The calendar the time expressions and delivery windows use.
 
     ``holidays.ics`` files are read relative to ``base_dir`` (the config file's folder; the current
-    folder when None); their timed events count on their local day in ``tz``.
+    folder when None); their timed events count on their local day in ``tz``. A country's public
+    holidays come from the ``holidays`` package, through ``holiday_cache`` if one is given.
 
     Raises :class:`ConfigError` without a location for an unknown holiday country/subdivision;
     the caller knows where ``business_calendar.holidays`` sits in the config file. A problem in an
@@ -36,7 +41,7 @@ def build_business_calendar(
     return BusinessCalendar(
         workdays=sorted({WEEKDAYS.index(day) for day in cfg.workdays}),
         closures=frozenset(cfg.closures),
-        is_holiday=_holiday_predicate(cfg.holidays, extra),
+        is_holiday=_holiday_predicate(cfg.holidays, extra, holiday_cache),
         hours_start=hours_start,
         hours_end=hours_end,
     )
@@ -61,30 +66,10 @@ def _clock(text: str) -> time:
 
 
 def _holiday_predicate(
-    source: HolidaySource | None, extra: Collection[date] = ()
+    source: HolidaySource | None, extra: Collection[date], cache: HolidayCache | None
 ) -> Callable[[date], bool] | None:
     if source is None or (source.country is None and source.subdiv is None):
         return frozenset(extra).__contains__ if extra else None
     if source.country is None:
         raise ConfigError(f"holidays: subdiv {source.subdiv!r} needs a country as well")
-    import holidays  # lazily: the country tables are slow to load
-
-    supported: dict[str, list[str]] = holidays.list_supported_countries()
-    country = source.country.strip().upper()
-    if country not in supported:
-        hint = difflib.get_close_matches(country, list(supported), n=1)
-        suffix = f"; did you mean {hint[0]!r}?" if hint else " (use an ISO 3166 code such as DE or US)"
-        raise ConfigError(f"holidays: unknown country {source.country!r}{suffix}")
-    subdiv = source.subdiv
-    if subdiv is not None:
-        by_upper = {s.upper(): s for s in supported[country]}
-        subdiv = by_upper.get(subdiv.strip().upper())
-        if subdiv is None:
-            known = ", ".join(supported[country]) or "none"
-            raise ConfigError(
-                f"holidays: country {country} has no subdivision {source.subdiv!r} (known: {known})"
-            )
-    try:
-        return make_holiday_predicate(country, subdiv, extra)
-    except (NotImplementedError, KeyError, ValueError) as exc:  # the package's own refusal
-        raise ConfigError(f"holidays: {exc}") from None
+    return public_holidays(source.country, source.subdiv, extra, cache=cache)

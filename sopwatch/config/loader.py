@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from sopwatch.adapters.business_calendar import build_business_calendar
 from sopwatch.adapters.cycles import load_cycle_calendar
 from sopwatch.adapters.people import load_directory
+from sopwatch.adapters.public_holidays import default_holiday_cache
 from sopwatch.adapters.register import RegisterRead, read_register, register_config_problems
 from sopwatch.collector import collector_paused
 from sopwatch.config.rules_loader import RuleCompiler, rule_files
@@ -192,7 +193,12 @@ def _rule_paths(loaded: LoadedConfig) -> tuple[Path, ...]:
 
 def _business(loaded: LoadedConfig):  # type: ignore[no-untyped-def]
     try:
-        return build_business_calendar(loaded.config.business_calendar, loaded.base_dir, tz=loaded.tz)
+        return build_business_calendar(
+            loaded.config.business_calendar,
+            loaded.base_dir,
+            tz=loaded.tz,
+            holiday_cache=default_holiday_cache(),
+        )
     except ConfigError as exc:
         if exc.location is None:
             exc.location = loaded.document.location(("business_calendar", "holidays"))

@@ -62,20 +62,3 @@ class BusinessCalendar:
             day = self.offset(day + timedelta(days=1), 0)
         start = datetime.combine(day, self.hours_start, tzinfo=tz)
         return start.astimezone(instant.tzinfo) if instant.tzinfo else start
-
-
-def make_holiday_predicate(
-    country: str | None, subdiv: str | None, extra: Collection[date] = ()
-) -> Callable[[date], bool]:
-    """Public holidays from the ``holidays`` package plus explicit dates."""
-    extra_set = frozenset(extra)
-    if not country:
-        return extra_set.__contains__
-    import holidays  # imported lazily: loading every country table is slow
-
-    table = holidays.country_holidays(country, subdiv=subdiv)
-
-    def is_holiday(day: date) -> bool:
-        return day in extra_set or day in table
-
-    return is_holiday
