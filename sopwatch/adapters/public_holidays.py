@@ -16,6 +16,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from datetime import date
 from functools import cache
 from importlib import metadata
@@ -48,19 +49,23 @@ def public_holidays(
     known = cache.lookup(key, years) if cache is not None else None
     if known is None:
         country_code, subdiv_code = _supported(country, subdiv)
-        known = _Entry(country_code, subdiv_code, years, _package_dates(country_code, subdiv_code, years))
+        known = HolidayYears(
+            country_code, subdiv_code, years, _package_dates(country_code, subdiv_code, years)
+        )
         if cache is not None:
             cache.store(key, known)
     return _PublicHolidays(known, frozenset(extra))
 
 
-class _Entry:
-    """The holiday dates of one country (and subdivision) for a run of whole years."""
+@dataclass(frozen=True, slots=True)
+class HolidayYears:
+    """The holiday dates of one country (and subdivision, both spelled as the package spells
+    them) for a run of whole years."""
 
-    __slots__ = ("country", "dates", "subdiv", "years")
-
-    def __init__(self, country: str, subdiv: str | None, years: range, dates: frozenset[date]) -> None:
-        self.country, self.subdiv, self.years, self.dates = country, subdiv, years, dates
+    country: str
+    subdiv: str | None
+    years: range
+    dates: frozenset[date]
 
 
 class _PublicHolidays:
@@ -68,7 +73,7 @@ class _PublicHolidays:
 
     __slots__ = ("_first", "_known", "_last", "_package", "country", "extra", "subdiv")
 
-    def __init__(self, entry: _Entry, extra: frozenset[date]) -> None:
+    def __init__(self, entry: HolidayYears, extra: frozenset[date]) -> None:
         self.country, self.subdiv, self.extra = entry.country, entry.subdiv, extra
         self._known = entry.dates | extra
         self._first = date(entry.years.start, 1, 1)
@@ -127,7 +132,7 @@ class HolidayCache:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def lookup(self, key: tuple[str, str | None], years: range) -> _Entry | None:
+    def lookup(self, key: tuple[str, str | None], years: range) -> HolidayYears | None:
         """The entry for ``key`` if it covers ``years`` (a cache miss is None)."""
         raw = self._tables().get(_name(key))
         try:
@@ -135,11 +140,11 @@ class HolidayCache:
             if not (first <= years.start and years.stop - 1 <= last):
                 return None
             dates = frozenset(map(date.fromisoformat, raw["dates"]))
-            return _Entry(raw["country"], raw["subdiv"], range(first, last + 1), dates)
+            return HolidayYears(raw["country"], raw["subdiv"], range(first, last + 1), dates)
         except (KeyError, TypeError, ValueError):  # no entry, or not one this code wrote
             return None
 
-    def store(self, key: tuple[str, str | None], entry: _Entry) -> None:
+    def store(self, key: tuple[str, str | None], entry: HolidayYears) -> None:
         tables = self._tables()
         tables[_name(key)] = {
             "country": entry.country,
