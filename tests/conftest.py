@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -26,17 +27,24 @@ def copy_example(target: Path) -> Path:
     return target
 
 
-@pytest.fixture(scope="session", autouse=True)
-def private_cache_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def pytest_configure(config: pytest.Config) -> None:
     """Every command of the suite keeps its cache (the holiday tables) in a folder of its own.
 
-    Set before any test starts a subprocess, which inherits it: the suite never writes into the
-    home folder of whoever runs it.
+    Set before collection, as modules copy ``os.environ`` for their subprocesses when imported:
+    the suite never writes into the home folder of whoever runs it.
     """
-    folder = tmp_path_factory.mktemp("cache-home")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("XDG_CACHE_HOME", str(folder))
-        yield folder
+    folder = tempfile.mkdtemp(prefix="sopwatch-tests-cache-")
+    previous = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = folder
+
+    def restore() -> None:
+        if previous is None:
+            os.environ.pop("XDG_CACHE_HOME", None)
+        else:
+            os.environ["XDG_CACHE_HOME"] = previous
+        shutil.rmtree(folder, ignore_errors=True)
+
+    config.add_cleanup(restore)
 
 
 @pytest.fixture
