@@ -712,3 +712,60 @@ def test_no_password_or_body_in_the_logs_of_a_tick(tmp_path: Path, caplog: pytes
     assert marker not in caplog.text
     for record in caplog.records:
         assert password not in repr(record.args) and marker not in repr(record.args)
+
+
+# --- dates at the ends of the calendar ----------------------------------------------------------------
+
+EDGE_RULES = """\
+rules:
+  - id: late
+    when: {status: open}
+    fire_at: due
+    escalation:
+      - notify: [owner]
+        calendar_hold: {start: "fire_at + 1 business day", duration: 30m}
+      - after: 2 business days
+        notify: [owner]
+    repeat: 1 day
+  - id: ahead
+    when: {status: open}
+    fire_at: due - 3 business days
+    escalation:
+      - notify: [owner]
+  - id: stale
+    when: {status: open}
+    fire_at: status_since + 2h
+    escalation:
+      - notify: [owner]
+"""
+EDGE_HEADER = [*HEADER, "status_changed_at", "created_at"]
+# Placeholders some registers use for "no date", and their mirror images at year 1.
+FAR_FUTURE = ["9999-12-31", "9999-12-31T23:59:59", "9999-12-31T23:00-05:00", "9999-12-30"]
+FAR_PAST = ["0001-01-01", "0001-01-01T00:00+05:00"]
+
+
+def test_placeholder_dates_at_the_ends_of_the_calendar_alert_nobody_and_stop_nothing(
+    tmp_path: Path, run_sopwatch
+) -> None:
+    rows = [["A-0", "Fine", "open", "ann", "2026-12-01", "", ""]]
+    rows += [[f"F-{i}", "Someday", "open", "ann", d, d, d] for i, d in enumerate(FAR_FUTURE)]
+    rows += [[f"P-{i}", "Long ago", "open", "ann", d, d, d] for i, d in enumerate(FAR_PAST)]
+    config = make_setup(tmp_path / "s", rows, rules=EDGE_RULES)
+    (config.parent / "register.csv").unlink()
+    write_register(config.parent / "register.csv", rows, EDGE_HEADER)
+    engine = Engine(config, environ={})
+    try:
+        for hours in (0, 30, 80):  # through step 1, a repeat and the holds' starts
+            engine.tick(T0 + timedelta(hours=hours))
+    finally:
+        engine.close()
+    sent = [email.message_from_bytes(raw, policy=email.policy.default) for raw in maildir_messages(config)]
+    assert all(m["X-Sopwatch-Action"] for m in sent)  # no admin notice: every template rendered
+    alerted = {str(m["X-Sopwatch-Action"]) for m in sent}
+    assert "A-0" in alerted and alerted >= {f"P-{i}" for i in range(len(FAR_PAST))}
+    assert not alerted & {f"F-{i}" for i in range(len(FAR_FUTURE))}  # due "never": never late
+
+    for args in (("check", "--at", "2026-12-09T10:00"), ("explain", "F-0", "--at", "2026-12-09T10:00")):
+        result = run_sopwatch(*args, "--config", "config.yaml", cwd=config.parent)
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert "fire_at 9999-12-30T00:00:00+00:00 is in the future" in result.stdout

@@ -14,6 +14,7 @@ from sopwatch.core.timeexpr import (
     BUSINESS_DAYS,
     DAYS,
     HOURS,
+    LATEST,
     MINUTES,
     WEEKS,
     Clock,
@@ -400,3 +401,61 @@ def test_window_start_properties(
         local_in = instant.astimezone(tz)
         assert calendar.is_business_day(local_in.date())
         assert hours_start <= local_in.time() < hours_end
+
+
+# --- the ends of the calendar -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "longest"),
+    [("52704000 minutes", "52704001 minutes"), ("878400h", "878401h"), ("36600d", "36601d"),
+     ("5300w", "5301w"), ("36600bd", "36601bd")],
+)  # fmt: skip
+def test_a_duration_is_at_most_100_years(text: str, longest: str) -> None:
+    parse_duration(text)
+    with pytest.raises(ExpressionError, match="longer than 100 years"):
+        parse_duration(longest)
+
+
+ZONES = [UTC, BERLIN, NEW_YORK, ZoneInfo("Asia/Singapore"), ZoneInfo("Pacific/Kiritimati")]
+edge_days = st.one_of(
+    st.dates(date(9999, 11, 1), date.max),
+    st.dates(date.min, date(1, 2, 28)),
+    st.dates(min_value=date(1900, 1, 1)),
+)
+anchors = st.one_of(
+    edge_days,
+    st.builds(
+        lambda day, moment, zone: datetime.combine(day, moment, tzinfo=zone),
+        edge_days,
+        st.times(),
+        st.sampled_from([None, *ZONES]),
+    ),
+)
+steps = st.lists(
+    st.tuples(
+        st.sampled_from([1, -1]),
+        st.builds(
+            Duration,
+            st.one_of(st.integers(0, 3), st.integers(0, 36600)),
+            st.sampled_from([MINUTES, HOURS, DAYS, WEEKS, BUSINESS_DAYS]),
+        ),
+    ),
+    max_size=3,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(anchor=anchors, moves=steps, org=st.sampled_from(ZONES))
+def test_arithmetic_at_the_ends_of_the_calendar_stops_there_and_never_raises(
+    anchor: date | datetime, moves: list[tuple[int, Duration]], org: ZoneInfo
+) -> None:
+    """A placeholder date such as 9999-12-31 in a register must not stop a tick (SPEC §1.1)."""
+    clock = Clock(org, BusinessCalendar(closures={date(9999, 12, 24), date(1, 1, 6)}))
+    result = TimeExpression("x", "due", tuple(moves)).evaluate(clock, anchor)
+    assert result is not None and result.tzinfo is not None
+    for zone in ZONES:  # every recipient's zone can show it, and it can be stored and read back
+        shown = result.astimezone(zone)
+        assert datetime.fromisoformat(shown.isoformat()) == result
+    if isinstance(anchor, date) and not isinstance(anchor, datetime) and anchor == date.max:
+        assert result == LATEST  # 9999-12-31 means the end of a day that never ends: never due

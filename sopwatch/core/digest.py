@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from sopwatch.core.business import WEEKDAYS
 from sopwatch.core.model import CycleCalendar, Directory, Person
+from sopwatch.core.timeexpr import end_of_day
 
 _SCHEDULE = re.compile(r"^\s*([a-z,]+)\s+([01]\d|2[0-3]):([0-5]\d)\s*$")
 _GROUPS = {"daily": range(7), "weekdays": range(5)}
@@ -146,7 +147,7 @@ class ScopeFigures:
             if isinstance(value, datetime):
                 return value if value.tzinfo else value.replace(tzinfo=tz)
             if isinstance(value, date):
-                return datetime.combine(value + timedelta(days=1), time(0), tzinfo=tz)
+                return end_of_day(value, tz)
             return None
 
         this_cycle = current_cycle(cycles, now.astimezone(tz).date())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -59,11 +59,45 @@ def parse_duration(text: str | int) -> Duration:
             f"invalid duration {text!r}: expected N minutes|hours|days|weeks|business days "
             "or 30m 4h 2d 1w 3bd"
         )
-    return Duration(int(match.group(1)), _UNITS[" ".join(match.group(2).split())])
+    duration = Duration(int(match.group(1)), _UNITS[" ".join(match.group(2).split())])
+    if duration.amount > _LONGEST[duration.unit]:
+        raise ExpressionError(f"duration {text!r} is longer than 100 years")
+    return duration
+
+
+# No rule needs to look further ahead; beyond this, arithmetic would only run off the calendar
+# (and business days are counted one at a time).
+_LONGEST = {
+    MINUTES: 100 * 366 * 24 * 60,
+    HOURS: 100 * 366 * 24,
+    DAYS: 100 * 366,
+    WEEKS: 100 * 53,
+    BUSINESS_DAYS: 100 * 366,
+}
+
+
+# Where arithmetic that would leave datetime's range stops instead of raising, a day inside it so
+# that any timezone can still show the result: a placeholder such as 9999-12-31 in the register
+# means "never", not a failed tick. Nothing comes due at LATEST; EARLIEST is as overdue as any
+# past date.
+LATEST = datetime(9999, 12, 30, tzinfo=UTC)
+EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+_LAST_DAY, _FIRST_DAY = date(9999, 12, 29), date(1, 1, 3)
+
+
+def end_of_day(day: date, tz: tzinfo) -> datetime:
+    """24:00 local of ``day``, i.e. the next day's midnight: what a date-only value means."""
+    if day >= _LAST_DAY:
+        return LATEST
+    return datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz)
 
 
 class Clock:
-    """Calendar arithmetic in the organisation's timezone with its business calendar."""
+    """Calendar arithmetic in the organisation's timezone with its business calendar.
+
+    Results that would fall outside the years 1 to 9999 stop at :data:`EARLIEST`/:data:`LATEST`
+    (dates at ``date.min``/``date.max``).
+    """
 
     def __init__(self, tz: ZoneInfo, business: BusinessCalendar) -> None:
         self.tz = tz
@@ -71,27 +105,41 @@ class Clock:
 
     def end_of_day(self, day: date) -> datetime:
         """24:00 local of ``day``, i.e. the next day's midnight."""
-        return datetime.combine(day + timedelta(days=1), time(0), tzinfo=self.tz)
+        return end_of_day(day, self.tz)
 
     def as_instant(self, value: date | datetime) -> datetime:
-        if isinstance(value, datetime):
-            return value if value.tzinfo else value.replace(tzinfo=self.tz)
-        return self.end_of_day(value)
+        if not isinstance(value, datetime):
+            return self.end_of_day(value)
+        instant = value if value.tzinfo else value.replace(tzinfo=self.tz)
+        # Comparing is safe where converting is not: a register's 9999-12-31T23:59 stays usable.
+        return LATEST if instant > LATEST else EARLIEST if instant < EARLIEST else instant
 
     def shift_date(self, day: date, sign: int, duration: Duration) -> date:
-        if duration.unit == BUSINESS_DAYS:
-            return self.business.offset(day, sign * duration.amount)
-        days = duration.amount * (7 if duration.unit == WEEKS else 1)
-        return day + timedelta(days=sign * days)
+        try:
+            if duration.unit == BUSINESS_DAYS:
+                return self.business.offset(day, sign * duration.amount)
+            days = duration.amount * (7 if duration.unit == WEEKS else 1)
+            return day + timedelta(days=sign * days)
+        except OverflowError:
+            return date.max if sign > 0 else date.min
 
     def shift(self, instant: datetime, sign: int, duration: Duration) -> datetime:
         """Clock units move real time; day units move the local calendar, keeping the wall time."""
-        if duration.is_clock:
-            minutes = duration.amount * (60 if duration.unit == HOURS else 1)
-            moved = instant.astimezone(UTC) + timedelta(minutes=sign * minutes)
-            return moved.astimezone(self.tz)
-        local = instant.astimezone(self.tz)
-        day = self.shift_date(local.date(), sign, duration)
+        try:
+            local = instant.astimezone(self.tz)
+        except OverflowError:  # the instant itself lies within hours of the calendar's end
+            return LATEST if instant.year > 1 else EARLIEST
+        beyond = LATEST if sign > 0 else EARLIEST
+        try:
+            if duration.is_clock:
+                minutes = duration.amount * (60 if duration.unit == HOURS else 1)
+                moved = local.astimezone(UTC) + timedelta(minutes=sign * minutes)
+                return moved.astimezone(self.tz) if EARLIEST <= moved <= LATEST else beyond
+            day = self.shift_date(local.date(), sign, duration)
+        except OverflowError:
+            return beyond
+        if not _FIRST_DAY <= day <= _LAST_DAY:
+            return beyond
         return datetime.combine(day, local.time(), tzinfo=self.tz)
 
     def add(self, instant: datetime, duration: Duration) -> datetime:

@@ -13,6 +13,7 @@ from typing import Any
 
 from sopwatch.core.digest import human_span
 from sopwatch.core.model import CANONICAL_FIELDS, OBSERVED_FIELDS, PERSON_FIELDS, Directory, Person
+from sopwatch.core.timeexpr import end_of_day
 
 
 def tz_name(tz: tzinfo | None) -> str:
@@ -24,7 +25,7 @@ def as_instant(value: date | datetime, org_tz: tzinfo) -> datetime:
     """A date means the end of that day in the organisation's timezone (SPEC §1.1)."""
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=org_tz)
-    return datetime.combine(value + timedelta(days=1), time(0), tzinfo=org_tz)
+    return end_of_day(value, org_tz)
 
 
 def action_context(action: Mapping[str, Any] | None, action_id: str) -> dict[str, Any]:

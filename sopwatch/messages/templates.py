@@ -85,7 +85,10 @@ def format_local(value: Any, tz: tzinfo, naive_tz: tzinfo | None = None, style: 
     if isinstance(value, datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=naive_tz or tz)
-        local = value.astimezone(tz)
+        try:
+            local = value.astimezone(tz)
+        except OverflowError:  # within hours of year 1 or 9999: shown in its own zone
+            local = value
         day = f"{_DAYS[local.weekday()]} {local.day} {_MONTHS[local.month - 1]} {local.year}"
         clock = f"{local:%H:%M} {local.tzname()}"
         if style == "date":
