@@ -446,3 +446,36 @@ def test_messages_of_one_instant_are_numbered_by_message_id_not_file_name(tmp_pa
     (tmp_path / "out").mkdir()
     result = _export(tmp_path / "maildir", tmp_path / "out")
     assert [p.name for p in result.eml] == ["0001-reminder-A-1.eml", "0002-reminder-A-2.eml"]
+
+
+def short_demo(run_sopwatch, setup: Path, out: Path):  # type: ignore[no-untyped-def]
+    return run_sopwatch(
+        "demo", "--config", str(setup / "config.yaml"), "--out", str(out),
+        "--from", "2026-12-07T00:00", "--to", "2026-12-07T12:00", timeout=120,
+    )  # fmt: skip
+
+
+def test_demo_refuses_to_replace_a_folder_it_did_not_write(run_sopwatch, example_copy: Path) -> None:
+    out = example_copy / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me", encoding="utf-8")
+    result = short_demo(run_sopwatch, example_copy, out)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "not empty and not the output of an earlier demo" in result.stderr
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    assert (out / "notes.txt").read_text(encoding="utf-8") == "keep me"
+
+
+def test_demo_writes_into_an_empty_folder_and_replaces_its_own_output(
+    run_sopwatch, example_copy: Path
+) -> None:
+    out = example_copy / "demo-out"
+    out.mkdir()
+    first = short_demo(run_sopwatch, example_copy, out)
+    assert first.returncode == 0, first.stderr
+    emails = sorted(p.name for p in (out / "eml").iterdir())
+    assert emails
+    (out / "eml" / "stale.eml").write_text("from an older run", encoding="utf-8")
+    again = short_demo(run_sopwatch, example_copy, out)
+    assert again.returncode == 0, again.stderr
+    assert sorted(p.name for p in (out / "eml").iterdir()) == emails  # replaced, not added to

@@ -20,7 +20,7 @@ from sopwatch.config.yamlsource import load_yaml_file
 from sopwatch.core.model import Action, Snapshot
 from sopwatch.core.simulate import ticks
 from sopwatch.daemon.engine import Engine
-from sopwatch.errors import ConfigError
+from sopwatch.errors import ConfigError, SopwatchError
 from sopwatch.timeparse import parse_instant
 
 
@@ -80,10 +80,23 @@ def _play(changes: list[Change], setup: Setup):  # type: ignore[no-untyped-def]
     return hook
 
 
+# A demo replaces its --out folder only if that holds nothing but what a demo writes, so that
+# `--out .` or `--out ~` cannot wipe someone's files.
+DEMO_MARKER = ".sopwatch-demo"
+_DEMO_ENTRIES = {DEMO_MARKER, "eml", "ics", "maildir", "state.db", "state.db-wal", "state.db-shm"}
+
+
 def run_demo(config_path: Path, out: Path, start: datetime, end: datetime, every: timedelta) -> DemoResult:
     if out.exists():
+        if not out.is_dir():
+            raise SopwatchError(f"{out}: --out must be a folder")
+        if not {entry.name for entry in out.iterdir()} <= _DEMO_ENTRIES:
+            raise SopwatchError(
+                f"{out}: not empty and not the output of an earlier demo; choose a new or empty folder"
+            )
         shutil.rmtree(out)
     out.mkdir(parents=True)
+    (out / DEMO_MARKER).write_text("written by `sopwatch demo`, which may replace this folder\n")
     maildir = out / "maildir"
 
     def loader(path: Path) -> Setup:
