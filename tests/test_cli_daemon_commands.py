@@ -11,11 +11,13 @@ import email
 import email.policy
 import json
 import re
+import sqlite3
 from datetime import date, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
 import yaml
 from daemon_setup import in_delivery_order
 from icalendar import Calendar
@@ -317,3 +319,40 @@ def test_preview_unknown_action_exits_1(run_sopwatch, example_copy: Path) -> Non
     no_traceback(result)
     assert result.returncode == 1
     assert "NW-0000" in result.stderr
+
+
+# --- a state: that is not a state file ----------------------------------------------------------------
+
+STATE_COMMANDS = [
+    ("check", "--at", "2026-12-09T10:00"),
+    ("explain", "NW-1110", "--at", "2026-12-09T10:00"),
+    ("health",),
+    ("outbox",),
+    ("silence", "list"),
+    ("run", "--once"),
+]
+
+
+@pytest.mark.parametrize("kind", ["random bytes", "a YAML file", "another database"])
+def test_a_state_path_that_is_not_a_state_file_is_a_message_and_is_left_alone(
+    run_sopwatch, example_copy: Path, kind: str
+) -> None:
+    path = example_copy / "not-state"
+    if kind == "random bytes":
+        path.write_bytes(bytes(range(256)) * 16)
+    elif kind == "a YAML file":
+        path.write_bytes((example_copy / "example" / "people.yaml").read_bytes())
+    else:
+        with sqlite3.connect(path) as db:
+            db.execute("CREATE TABLE actions (id TEXT PRIMARY KEY, title TEXT)")
+            db.execute("INSERT INTO actions VALUES ('A-1', 'Keep me')")
+        db.close()
+    before = path.read_bytes()
+    edit_config(example_copy, state="not-state")
+    for command in STATE_COMMANDS:
+        result = cli(run_sopwatch, example_copy, *command)
+        no_traceback(result)
+        assert result.returncode == 1, (command, result.stdout, result.stderr)
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"{path}: ") and "state file" in last, (command, last)
+    assert path.read_bytes() == before

@@ -166,6 +166,19 @@ def notification_json(n: Notification) -> dict[str, Any]:
     return data
 
 
+def _refuse_a_foreign_database(db: sqlite3.Connection, path: str) -> None:
+    """A `state:` that names another database (the register's, say) is not read as an empty state,
+    and must not get our tables added."""
+    tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if tables and "episodes" not in tables:
+        listing = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise StateError(
+            f"not a sopwatch state file: a database with other tables ({listing}); "
+            "give `state:` a file of its own",
+            Location(path),
+        )
+
+
 class StateStore:
     """Narrow interface over the state file: load the state, commit an evaluation, manage silences."""
 
@@ -176,10 +189,13 @@ class StateStore:
                 self.db = sqlite3.connect(
                     f"file:{self.path}?mode=ro", uri=True, timeout=30, isolation_level=None
                 )
+                # Opening reads nothing: a file that is not a database must fail here, not mid-command.
+                _refuse_a_foreign_database(self.db, self.path)
             else:
                 # `state: demo-out/state.db` in a fresh setup: SQLite creates the file, not its folder.
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
                 self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                _refuse_a_foreign_database(self.db, self.path)
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.executescript(SCHEMA)
             self.db.execute("PRAGMA busy_timeout=30000")
@@ -190,6 +206,12 @@ class StateStore:
         self.db.close()
 
     def load(self) -> State:
+        try:
+            return self._load()
+        except sqlite3.DatabaseError as exc:  # a database, but not a state file (e.g. the register's)
+            raise StateError(f"cannot read the state file: {exc}", Location(self.path)) from None
+
+    def _load(self) -> State:
         db = self.db
         observations = {
             row[0]: Observation(row[1], _dt(row[2]), row[3], _dt(row[4]), _dt(row[5]))  # type: ignore[arg-type]
