@@ -24,13 +24,14 @@ MON_FRI = range(5)
 FIRST, LAST = date(2020, 1, 1), date(2035, 12, 31)
 
 
-def numpy_offset(day: date, n: int, workdays=MON_FRI, holiday_dates=()) -> date:
-    """The oracle: numpy's business-day offset with the roll direction SPEC §2 prescribes."""
+def numpy_offset(day: date, n: int, workdays=MON_FRI, holiday_dates=(), backward: bool = False) -> date:
+    """The oracle: numpy's business-day offset with the roll direction SPEC §2 prescribes
+    (``backward`` for a step written with ``-``, which matters for ``- 0 business days``)."""
     weekmask = [wd in set(workdays) for wd in range(7)]
     result = np.busday_offset(
         np.datetime64(day, "D"),
         n,
-        roll="forward" if n >= 0 else "backward",
+        roll="backward" if n < 0 or backward else "forward",
         weekmask=weekmask,
         holidays=[np.datetime64(d, "D") for d in holiday_dates],
     )
@@ -137,6 +138,19 @@ def closure_sets(draw) -> frozenset[date]:
 def test_offset_matches_numpy(day: date, n: int, workdays: set[int], closures: frozenset[date]) -> None:
     calendar = BusinessCalendar(workdays=workdays, closures=closures)
     assert calendar.offset(day, n) == numpy_offset(day, n, workdays, closures)
+
+
+@settings(max_examples=200, deadline=None)
+@given(day=dates, n=st.integers(0, 40), workdays=weekmasks, closures=closure_sets())
+def test_a_step_written_with_minus_rolls_backward_even_for_zero(
+    day: date, n: int, workdays: set[int], closures: frozenset[date]
+) -> None:
+    """``due - 0 business days`` on a Saturday is Friday: the roll follows the sign as written."""
+    calendar = BusinessCalendar(workdays=workdays, closures=closures)
+    assert calendar.offset(day, -n, True) == numpy_offset(day, -n, workdays, closures, backward=True)
+    clock = Clock(BERLIN, calendar)
+    moved = parse_time_expression(f"due - {n} business days").evaluate(clock, day)
+    assert moved == clock.end_of_day(numpy_offset(day, -n, workdays, closures, backward=True))
 
 
 @settings(max_examples=200, deadline=None)

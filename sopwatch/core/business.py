@@ -35,15 +35,16 @@ class BusinessCalendar:
         self.hours_end = hours_end
         # Per-calendar memo: the same dates come up for thousands of actions.
         self.is_business_day: Callable[[date], bool] = lru_cache(maxsize=65536)(self._is_business_day)
-        self.offset: Callable[[date, int], date] = lru_cache(maxsize=65536)(self._offset)
+        self.offset: Callable[..., date] = lru_cache(maxsize=65536)(self._offset)
 
     def _is_business_day(self, day: date) -> bool:
         return day.weekday() in self.workdays and day not in self.closures and not self.is_holiday(day)
 
-    def _offset(self, day: date, n: int) -> date:
-        """``day`` moved by ``n`` business days; rolls forward for n >= 0, backward for n < 0."""
+    def _offset(self, day: date, n: int, backward: bool = False) -> date:
+        """``day`` moved by ``n`` business days. A day that is not a business day first rolls
+        forward, or backward for n < 0 and for ``backward`` (``- 0 business days``)."""
         is_bd = self.is_business_day
-        step = timedelta(days=1 if n >= 0 else -1)
+        step = timedelta(days=-1 if n < 0 or backward else 1)
         while not is_bd(day):
             day += step
         for _ in range(abs(n)):

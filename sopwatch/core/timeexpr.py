@@ -117,7 +117,7 @@ class Clock:
     def shift_date(self, day: date, sign: int, duration: Duration) -> date:
         try:
             if duration.unit == BUSINESS_DAYS:
-                return self.business.offset(day, sign * duration.amount)
+                return self.business.offset(day, sign * duration.amount, sign < 0)
             days = duration.amount * (7 if duration.unit == WEEKS else 1)
             return day + timedelta(days=sign * days)
         except OverflowError:
