@@ -361,6 +361,21 @@ def test_ladder_on_time_sends_each_step_when_due() -> None:
     assert {n.episode for n in log} == {"r/A1/1"}
 
 
+@pytest.mark.parametrize(("fire_at", "fired_hour"), [("now", 9), ("now - 2 hours", 7)])
+def test_a_ladder_from_now_climbs_from_the_instant_the_episode_fired(fire_at: str, fired_hour: int) -> None:
+    """``fire_at: now`` moves with every tick; the episode keeps the instant it fired at (first
+    tick: Thu 3 Dec 09:00), so each step comes due a business day after the one before."""
+    rules = make_rules(LADDER.replace("fire_at: due", f'fire_at: "{fire_at}"'))
+    snap = snapshot(action(due=berlin(2026, 12, 3, 10)))
+    log = run(snap, rules, make_env(), berlin(2026, 12, 3, 9), berlin(2026, 12, 8, 12))
+    assert step_log(log) == [
+        (0, 0, berlin(2026, 12, 3, 9)),
+        (1, 0, berlin(2026, 12, 4, fired_hour)),
+        (2, 0, berlin(2026, 12, 7, fired_hour)),
+    ]
+    assert {n.episode for n in log} == {"r/A1/1"}
+
+
 def test_ladder_late_start_sends_only_the_current_step() -> None:
     snap = snapshot(action(due=berlin(2026, 12, 3, 10)))
     log = run(snap, make_rules(LADDER), make_env(), berlin(2026, 12, 7, 11), berlin(2026, 12, 9, 12))

@@ -437,6 +437,10 @@ def firing(
         return None, (rule.when.failure(record) or "when no longer holds") if explain else None
     if rule.fire_at is None:
         return (episode.fired_at if episode else now), None
+    if episode is not None and rule.fire_at.expression.anchor == "now":
+        # `now` moves with every tick: an episode keeps the instant it fired at, or no step
+        # measured from it would ever come due.
+        return episode.fired_at, None
     fire_at = rule.fire_at.at(env.clock, record, env.cycles, now)
     if fire_at is None:
         return None, f"{rule.fire_at.expression.anchor} is empty" if explain else None
