@@ -20,7 +20,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from daemon_setup import LATE_RULE, delivered, kind_of, of_kind, write_setup
 
+from sopwatch.adapters.state_store import StateStore
 from sopwatch.delivery.base import OutgoingMessage, SendResult
+from sopwatch.messages.email import hold_uid
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -349,3 +351,58 @@ def test_a_broken_template_edit_keeps_the_last_good_copy(tmp_path: Path, engines
     assert len(admin) == 1
     body = admin[0].get_body(("plain",)).get_content()
     assert "reminder.txt.j2" in body and str(config.parent / "templates") in body
+
+
+# --- message ids and hold UIDs across state files -------------------------------------------------
+
+HOLD_LATE_RULE = LATE_RULE.replace(
+    "      - notify: [owner]\n",
+    '      - notify: [owner]\n        calendar_hold: {start: "fire_at + 1 day", duration: 30m}\n',
+)
+
+
+def ids_and_uids(config: Path) -> tuple[set[str], set[str]]:
+    ids, uids = set(), set()
+    for _raw, message in delivered(config):
+        ids.add(str(message["Message-ID"]))
+        for part in message.walk():
+            if part.get_content_type() == "text/calendar":
+                uids.update(re.findall(r"^UID:(.+?)\r?$", part.get_content(), re.MULTILINE))
+    return ids, uids
+
+
+def test_a_new_state_file_never_reuses_the_ids_of_messages_sent_before(engines, tmp_path: Path) -> None:
+    """After a state reset the episode numbers start again; the ids must not (mail systems drop a
+    message whose Message-ID they have seen, calendars ignore an event UID at an old SEQUENCE)."""
+    config = make_setup(tmp_path / "s", [row("A-1", "ann", "2026-12-01")], rules=HOLD_LATE_RULE)
+    now = datetime(2026, 12, 2, 10, tzinfo=BERLIN)
+    engines(config).tick(now)
+    first_ids, first_uids = ids_and_uids(config)
+    assert len(first_ids) == 2 and len(first_uids) == 1  # the reminder and its hold
+
+    for name in ("state.db", "state.db-wal", "state.db-shm"):  # the admin starts afresh
+        (config.parent / name).unlink(missing_ok=True)
+    for path in (config.parent / "maildir" / "new").iterdir():
+        path.unlink()
+    engines(config).tick(now)
+    second_ids, second_uids = ids_and_uids(config)
+    assert len(second_ids) == 2 and len(second_uids) == 1
+    assert not first_ids & second_ids and not first_uids & second_uids
+
+
+def test_a_state_file_from_before_the_token_keeps_its_ids(engines, tmp_path: Path) -> None:
+    """Holds already in calendars must still be updated and cancelled under the UIDs they were
+    sent with: a used state file without a token (written by an older sopwatch) gets none."""
+    config = make_setup(tmp_path / "s", [row("A-1", "ann", "2026-12-01")], rules=HOLD_LATE_RULE)
+    engines(config).tick(datetime(2026, 12, 2, 10, tzinfo=BERLIN))
+    with contextlib.closing(sqlite3.connect(config.parent / "state.db")) as db, db:
+        token = db.execute("SELECT value FROM meta WHERE key = 'instance'").fetchone()[0]
+        db.execute("DELETE FROM meta WHERE key = 'instance'")
+    assert re.fullmatch(r"[0-9a-f]{12}", token)
+    store = StateStore(config.parent / "state.db")
+    try:
+        assert store.instance() == "" and store.instance() == ""  # decided once, then kept
+    finally:
+        store.close()
+    assert hold_uid("late/A-1/1/hold0@sopwatch", "") == "late/A-1/1/hold0@sopwatch"
+    assert hold_uid("late/A-1/1/hold0@sopwatch", token) == f"late/A-1/1/hold0.{token}@sopwatch"

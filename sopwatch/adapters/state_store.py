@@ -7,6 +7,7 @@ key is unique, so a crash between evaluation and commit never enqueues twice.
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -177,6 +178,9 @@ def _refuse_a_foreign_database(db: sqlite3.Connection, path: str) -> None:
             "give `state:` a file of its own",
             Location(path),
         )
+
+
+INSTANCE_KEY = "instance"
 
 
 class StateStore:
@@ -430,6 +434,21 @@ class StateStore:
 
     def set_meta(self, key: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def instance(self) -> str:
+        """A random token of this state file, made with it, that message ids and hold UIDs include.
+
+        They are derived from episode numbers, which start again with a new state file: without
+        it, a reset (or another installation) would reuse the ids of messages already sent, and
+        mail systems drop a message whose id they have seen. A state file from before the token
+        gets an empty one, so that the holds it sent keep their UIDs.
+        """
+        token = self.meta(INSTANCE_KEY)
+        if token is None:
+            used = self.db.execute("SELECT EXISTS (SELECT 1 FROM outbox) OR EXISTS (SELECT 1 FROM episodes)")
+            token = "" if used.fetchone()[0] else secrets.token_hex(6)
+            self.set_meta(INSTANCE_KEY, token)
+        return token
 
     def last_beat(self) -> datetime | None:
         row = self.db.execute("SELECT at FROM heartbeat WHERE id = 1").fetchone()

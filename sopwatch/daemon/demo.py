@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sopwatch.adapters.state_store import INSTANCE_KEY, StateStore
 from sopwatch.config.loader import Setup, load_setup
 from sopwatch.config.yamlsource import load_yaml_file
 from sopwatch.core.model import Action, Snapshot
@@ -108,6 +109,12 @@ def run_demo(config_path: Path, out: Path, start: datetime, end: datetime, every
 
     setup = loader(config_path)
     changes = load_changes(config_path.parent / "example" / "demo-changes.yaml", setup)
+    # A fixed token instead of a random one: the same demo gives the same message ids every run.
+    store = StateStore(out / "state.db")
+    try:
+        store.set_meta(INSTANCE_KEY, "demo")
+    finally:
+        store.close()
     engine = Engine(config_path, environ={}, snapshot_hook=_play(changes, setup), loader=loader)
     try:
         for now in ticks(start, end, every):

@@ -101,6 +101,7 @@ class Engine:
         self.rng = rng or random.Random()
         loaded = self.setup.loaded
         self.store = StateStore(loaded.path(loaded.config.state))
+        self.instance = self.store.instance()
         self.transport = transport or make_transport(loaded.config.delivery, loaded.base_dir, environ)
         self.loop = asyncio.new_event_loop()
         self._pending_admin: list[tuple[str, str]] = []
@@ -233,7 +234,7 @@ class Engine:
         allowed = setup.loaded.config.allowed_domains
         composed: dict[str, Composed] = {}
         refusals: list[str] = []
-        messages = MessageSetup.of(setup)
+        messages = MessageSetup.of(setup, self.instance)
         for n in evaluation.sendable:
             if n.channel == "digest":
                 continue
@@ -324,6 +325,7 @@ class Engine:
                     org_tz=setup.loaded.tz,
                     now=now,
                     digest_id=digest.id,
+                    instance=self.instance,
                 )
                 result.message["X-Sopwatch-Kind"] = "digest"
                 key = f"digest:{digest.id}:{address.lower()}:{slot.isoformat()}"
@@ -457,6 +459,7 @@ def compose_notification(
         now=now,
         busy=hold.busy if hold else False,
         hold_title=hold.title if hold else None,
+        instance=messages.instance,
     )
     result.message["X-Sopwatch-Kind"] = n.kind
     result.message["X-Sopwatch-Repeat"] = str(n.repeat)

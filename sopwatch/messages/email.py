@@ -12,7 +12,7 @@ import hashlib
 import html
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage
@@ -119,11 +119,24 @@ def thread_root(action_id: str, sender: str) -> str:
     return f"<action-{_safe_id(action_id)}@{sender_domain(sender)}>"
 
 
-def message_id_for(key: str, recipients: Sequence[str], action_id: str, sender: str) -> str:
-    """Deterministic: the same outbox key and recipients give the same id after a crash and restart."""
+def message_id_for(
+    key: str, recipients: Sequence[str], action_id: str, sender: str, instance: str = ""
+) -> str:
+    """Deterministic: the same outbox key and recipients give the same id after a crash and restart;
+    ``instance`` (the state file's token) keeps it apart from another state file's message."""
     material = key + "|" + ",".join(sorted(a.strip().lower() for a in recipients))
+    if instance:
+        material = f"{instance}|{material}"
     digest = hashlib.sha1(material.encode("utf-8")).hexdigest()[:24]
     return f"<{digest}.{_safe_id(action_id)}@{sender_domain(sender)}>"
+
+
+def hold_uid(uid: str, instance: str) -> str:
+    """The UID a calendar sees for a hold: the episode's, with the state file's token."""
+    if not instance:
+        return uid
+    local, at, domain = uid.rpartition("@")
+    return f"{local}.{instance}@{domain}" if at else f"{uid}.{instance}"
 
 
 def _base_message(
@@ -175,17 +188,18 @@ def compose_from_context(
     now: datetime,
     busy: bool = False,
     hold_title: str | None = None,
+    instance: str = "",
 ) -> Composed:
     """One notification as an email; a calendar/cancel notification with a hold becomes an iMIP invite.
 
     ``context`` comes from ``messages.notification``, where ``check`` gets the one it prints the
-    subject from.
+    subject from. ``instance`` is the state file's token (see ``StateStore.instance``).
     """
     name, builtin = template_names(notification)
     rendered = templates.render(name, context, builtin=builtin)
 
     recipients = [*notification.to, *notification.cc]
-    message_id = message_id_for(notification.key, recipients, notification.action, sender)
+    message_id = message_id_for(notification.key, recipients, notification.action, sender, instance)
     message = _base_message(
         sender=sender,
         to=notification.to,
@@ -211,7 +225,7 @@ def compose_from_context(
             if person is not None and person.name:
                 names[address.lower()] = person.name
         ics = build_hold(
-            hold,
+            replace(hold, uid=hold_uid(hold.uid, instance)),
             method=method,
             organizer=sender,
             summary=title,
@@ -297,6 +311,7 @@ def compose_digest(
     org_tz: ZoneInfo,
     now: datetime,
     digest_id: str,
+    instance: str = "",
 ) -> Composed:
     """One digest email for one recipient. Callers skip empty digests (SPEC §2)."""
     context = base_context(
@@ -310,6 +325,8 @@ def compose_digest(
     )
     rendered = templates.render("digest", context, builtin="digest")
     material = f"{digest_id}|{recipient.strip().lower()}|{now.isoformat()}"
+    if instance:
+        material = f"{instance}|{material}"
     digest = hashlib.sha1(material.encode("utf-8")).hexdigest()[:24]
     message_id = f"<{digest}.digest-{_safe_id(digest_id)}@{sender_domain(sender)}>"
     message = _base_message(

@@ -114,15 +114,16 @@ class MessageSetup:
     cycles: CycleCalendar
     sender: str
     org_tz: tzinfo
+    instance: str = ""  # the state file's token, in message ids and hold UIDs
 
     @classmethod
-    def of(cls, setup: Setup) -> MessageSetup:
+    def of(cls, setup: Setup, instance: str = "") -> MessageSetup:
         rules: dict[str, Rule] = {}
         for rule in setup.rules:
             rules.setdefault(rule.id, rule)  # the first of a duplicated id, as RuleSet.get finds it
         env = setup.environment
         sender = setup.loaded.config.delivery.from_
-        return cls(rules, env.directory, env.cycles, sender, setup.loaded.tz)
+        return cls(rules, env.directory, env.cycles, sender, setup.loaded.tz, instance)
 
     @property
     def org_name(self) -> str:
