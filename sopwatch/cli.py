@@ -449,7 +449,7 @@ def silence_expire(obj: Context, silence_id: str) -> None:
 @cli.command()
 @click.option(
     "--status",
-    type=click.Choice(["pending", "retry", "sent", "failed", "silenced", "digest", "digested"]),
+    type=click.Choice(["pending", "retry", "sent", "failed", "silenced", "withdrawn", "digest", "digested"]),
     help="Only rows with this status.",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")

@@ -406,3 +406,62 @@ def test_a_state_file_from_before_the_token_keeps_its_ids(engines, tmp_path: Pat
         store.close()
     assert hold_uid("late/A-1/1/hold0@sopwatch", "") == "late/A-1/1/hold0@sopwatch"
     assert hold_uid("late/A-1/1/hold0@sopwatch", token) == f"late/A-1/1/hold0.{token}@sopwatch"
+
+
+# --- resolution withdraws what has not gone out ---------------------------------------------------
+
+NOTIFYING_HOLD_RULE = HOLD_LATE_RULE + "    notify_resolved: true\n"
+
+
+def office_hours_setup(folder: Path) -> Path:
+    config = make_setup(folder, [row("A-1", "ann", "2026-12-04")], rules=NOTIFYING_HOLD_RULE)
+    text = config.read_text(encoding="utf-8")
+    text = text.replace("  workdays: [mon, tue, wed, thu, fri, sat, sun]\n", "").replace(
+        '"00:00-24:00"', '"08:00-18:00"'
+    )
+    config.write_text(text, encoding="utf-8")
+    return config
+
+
+def set_status(config: Path, status: str) -> None:
+    path = config.parent / "register.csv"
+    path.write_text(path.read_text(encoding="utf-8").replace(",open,", f",{status},"), encoding="utf-8")
+
+
+def outbox_statuses(config: Path) -> list[tuple[str, str, str | None]]:
+    with contextlib.closing(sqlite3.connect(config.parent / "state.db")) as db:
+        return db.execute("SELECT kind, status, last_error FROM outbox ORDER BY id").fetchall()
+
+
+def test_work_done_before_monday_morning_sends_nothing_on_monday(engines, tmp_path: Path) -> None:
+    """Due Friday, overdue on Saturday (queued for Monday 08:00), done on Sunday: the reminder, the
+    hold, its cancel and the resolved notice would all arrive on Monday about finished work."""
+    config = office_hours_setup(tmp_path / "s")
+    engine = engines(config)
+    engine.tick(datetime(2026, 12, 5, 10, tzinfo=BERLIN))  # Saturday: queued until Monday 08:00
+    assert [(kind, status) for kind, status, _ in outbox_statuses(config)] == [
+        ("reminder", "pending"),
+        ("hold", "pending"),
+    ]
+    set_status(config, "done")
+    engine.tick(datetime(2026, 12, 6, 10, tzinfo=BERLIN))  # Sunday: the episode resolves
+    engine.tick(datetime(2026, 12, 7, 9, tzinfo=BERLIN))  # Monday, in the window
+    assert delivered(config) == []
+    rows = outbox_statuses(config)
+    assert [(kind, status) for kind, status, _ in rows] == [
+        ("reminder", "withdrawn"),
+        ("hold", "withdrawn"),
+        ("cancel", "withdrawn"),
+        ("resolved", "withdrawn"),
+    ]
+    assert all(error and error.startswith("withdrawn: ") for _kind, _status, error in rows)
+
+
+def test_work_done_after_its_reminder_went_out_is_cancelled_and_closed(engines, tmp_path: Path) -> None:
+    config = office_hours_setup(tmp_path / "s")
+    engine = engines(config)
+    engine.tick(datetime(2026, 12, 7, 9, tzinfo=BERLIN))  # Monday: reminder and hold go out
+    set_status(config, "done")
+    engine.tick(datetime(2026, 12, 7, 11, tzinfo=BERLIN))
+    assert sorted(kind_of(m) for _raw, m in delivered(config)) == ["cancel", "hold", "reminder", "resolved"]
+    assert {status for _kind, status, _ in outbox_statuses(config)} == {"sent"}

@@ -167,6 +167,26 @@ def notification_json(n: Notification) -> dict[str, Any]:
     return data
 
 
+# Resolution stops the escalation (SPEC §2), including what still waits in the outbox (say, for
+# Monday's delivery window): it is withdrawn, and kept for the record.
+WITHDRAWN_UNSENT = "withdrawn: the episode resolved before this went out"
+WITHDRAWN_UNTOLD = "withdrawn: nobody received what this would cancel or close"
+
+
+def _told_before(db: sqlite3.Connection, n: Notification) -> bool:
+    """Whether anyone received the hold this cancels, or (for any other notice about a resolved
+    episode) any email of that episode: else the notice has nothing to cancel or close."""
+    received = "(status = 'sent' OR accepted != '[]')"
+    if n.hold is not None:
+        query = (
+            f"SELECT 1 FROM outbox WHERE episode = ? AND channel = 'calendar' AND {received}"
+            " AND json_extract(notification, '$.hold.uid') = ? LIMIT 1"
+        )
+        return db.execute(query, (n.episode, n.hold.uid)).fetchone() is not None
+    query = f"SELECT 1 FROM outbox WHERE episode = ? AND channel = 'email' AND {received} LIMIT 1"
+    return db.execute(query, (n.episode,)).fetchone() is not None
+
+
 def _refuse_a_foreign_database(db: sqlite3.Connection, path: str) -> None:
     """A `state:` that names another database (the register's, say) is not read as an empty state,
     and must not get our tables added."""
@@ -273,11 +293,19 @@ class StateStore:
                         episode.resolution,
                     ),
                 )
+            resolved = {episode.id for episode in evaluation.resolved}
+            for episode_id in resolved:
+                db.execute(
+                    "UPDATE outbox SET status = 'withdrawn', last_error = ? WHERE episode = ? AND status IN (?, ?)",
+                    (WITHDRAWN_UNSENT, episode_id, *PENDING),
+                )
             for n in evaluation.notifications:
                 key = outbox_key(n)
                 message = composed.get(key)
                 if n.silenced_by:
                     status = "silenced"
+                elif n.episode in resolved and not _told_before(db, n):
+                    status = "withdrawn"  # a cancel or resolved notice for something nobody received
                 elif n.channel == "digest":
                     status = "digest"
                 elif message is None or not message.recipients:
@@ -307,7 +335,7 @@ class StateStore:
                         json.dumps(message.recipients) if message else None,
                         message.data if message else None,
                         json.dumps(dict(message.refused)) if message else "{}",
-                        message.error if message else None,
+                        WITHDRAWN_UNTOLD if status == "withdrawn" else message.error if message else None,
                     ),
                 )
                 enqueued += cursor.rowcount
