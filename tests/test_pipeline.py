@@ -21,6 +21,7 @@ import pytest
 from daemon_setup import LATE_RULE, delivered, kind_of, of_kind, write_setup
 
 from sopwatch.adapters.state_store import StateStore
+from sopwatch.core.state import Silence
 from sopwatch.delivery.base import OutgoingMessage, SendResult
 from sopwatch.messages.email import hold_uid
 
@@ -465,3 +466,38 @@ def test_work_done_after_its_reminder_went_out_is_cancelled_and_closed(engines, 
     engine.tick(datetime(2026, 12, 7, 11, tzinfo=BERLIN))
     assert sorted(kind_of(m) for _raw, m in delivered(config)) == ["cancel", "hold", "reminder", "resolved"]
     assert {status for _kind, status, _ in outbox_statuses(config)} == {"sent"}
+
+
+@pytest.mark.parametrize(("matcher", "held"), [({"action": "A-1"}, True), ({"rule": "other"}, False)])
+def test_a_silence_added_while_a_message_waits_for_the_window_holds_it_back(
+    engines, tmp_path: Path, matcher: dict[str, str], held: bool
+) -> None:
+    config = office_hours_setup(tmp_path / "s")
+    engine = engines(config)
+    saturday = datetime(2026, 12, 5, 10, tzinfo=BERLIN)
+    engine.tick(saturday)  # queued until Monday 08:00
+    store = StateStore(config.parent / "state.db")  # `sopwatch silence add`, beside the daemon
+    try:
+        store.add_silence(
+            Silence(
+                "quiet",
+                datetime(2026, 12, 20, tzinfo=BERLIN),
+                "ops",
+                "year-end freeze",
+                created_at=saturday,
+                **matcher,
+            )
+        )
+    finally:
+        store.close()
+    engine.tick(datetime(2026, 12, 7, 9, tzinfo=BERLIN))
+    rows = outbox_statuses(config)
+    if held:
+        assert delivered(config) == []
+        assert [(kind, status) for kind, status, _ in rows] == [
+            ("reminder", "silenced"),
+            ("hold", "silenced"),
+        ]
+        assert all("silenced by quiet (year-end freeze)" in (error or "") for _k, _s, error in rows)
+    else:
+        assert sorted(kind_of(m) for _raw, m in delivered(config)) == ["hold", "reminder"]

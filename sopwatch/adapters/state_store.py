@@ -368,6 +368,25 @@ class StateStore:
         )
         return cursor.rowcount > 0
 
+    def queued_sends(self) -> list[tuple[int, str, str]]:
+        """(row id, rule, action) of step sends (reminders, escalations, holds) not yet gone out."""
+        return self.db.execute(
+            "SELECT id, rule, action FROM outbox WHERE status IN (?, ?)"
+            " AND kind IN ('reminder', 'escalation', 'hold') ORDER BY id",
+            PENDING,
+        ).fetchall()
+
+    def silence_queued(self, silenced: Mapping[int, Silence]) -> None:
+        """Hold back queued rows a silence added after they were queued now covers (SPEC §2: a
+        silenced notification is recorded, not sent, and not sent later)."""
+        self.db.executemany(
+            "UPDATE outbox SET status = 'silenced', last_error = ? WHERE id = ? AND status IN (?, ?)",
+            [
+                (f"silenced by {s.id} ({s.reason}) before it went out", row, *PENDING)
+                for row, s in silenced.items()
+            ],
+        )
+
     def due(self, now: datetime, limit: int = 500) -> list[OutboxRow]:
         """Pending messages whose window has opened and whose retry time has come."""
         rows = self.db.execute(

@@ -211,6 +211,7 @@ class Engine:
             )
         report.digests = self._digests(snapshot, now)
         self._flush_admin(now)
+        self._silence_queued(snapshot, state, now)
         self.deliver(now, report)
         if self._pending_admin:
             # Failed sends found just now: enqueue the admin notice before the tick ends (a
@@ -219,6 +220,24 @@ class Engine:
             self.deliver(now, report)
         self.store.beat(now, report.line())
         return report
+
+    def _silence_queued(self, snapshot: Snapshot, state: State, now: datetime) -> None:
+        """Queued sends that a silence added since covers do not go out (e.g. waiting for Monday)."""
+        silences = [s for s in state.silences if now < s.ends_at]
+        if not silences:
+            return
+        records: dict[str, Mapping[str, Any]] = {}
+        silenced: dict[int, Silence] = {}
+        for row, rule, action in self.store.queued_sends():
+            if action not in records:
+                known = snapshot.actions.get(action)
+                records[action] = known.fields if known is not None else {"id": action}
+            found = next((s for s in silences if s.matches(rule, records[action], now)), None)
+            if found is not None:
+                silenced[row] = found
+        if silenced:
+            log.info("%d queued messages held back by silences added after they were queued", len(silenced))
+            self.store.silence_queued(silenced)
 
     def _deliver_only(self, loaded: Setup, now: datetime) -> TickReport:
         """No register accepted yet (the guard refused the first one): deliver, tell, evaluate nothing."""
