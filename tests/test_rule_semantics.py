@@ -620,6 +620,34 @@ def test_changed_due_date_updates_the_hold_with_the_same_uid_and_next_sequence()
     ]
 
 
+def test_a_hold_counted_from_now_starts_from_when_its_step_goes_out_and_stays_there() -> None:
+    """``now`` in ``calendar_hold.start`` (SPEC §2) is the instant the step is sent, not when the
+    episode opened; and a register edit does not move such a hold."""
+    rules = make_rules(
+        one_rule(
+            "{status: open}",
+            fire_at="due",
+            steps="""
+            - notify: [owner]
+            - after: 3 business days
+              notify: [owner]
+              calendar_hold: {start: "now + 2 hours", duration: 30m}
+            """,
+        )
+    )
+    env = make_env()  # Mon-Fri 08:00-18:00: a step due at night waits for the morning
+    ev0, state = _step(State(), snapshot(action(due=date(2026, 12, 4))), rules, env, berlin(2026, 12, 5, 10))
+    assert [n.kind for n in ev0.notifications] == ["reminder"]  # opened on Saturday
+    # fire_at = end of Fri 4 Dec; + 3 business days = end of Wed 9 Dec: sent Thu 10 Dec 08:00.
+    ev1, state = _step(state, snapshot(action(due=date(2026, 12, 4))), rules, env, berlin(2026, 12, 10, 7))
+    hold = next(n for n in ev1.notifications if n.kind == "hold")
+    assert hold.not_before == berlin(2026, 12, 10, 8)
+    assert (hold.hold.start, hold.hold.end) == (berlin(2026, 12, 10, 10), berlin(2026, 12, 10, 10, 30))
+    edited = snapshot(action(due=date(2026, 12, 3), title="Renamed"))  # still overdue, fire_at moved
+    ev2, _ = _step(state, edited, rules, env, berlin(2026, 12, 10, 9))
+    assert not [n for n in ev2.notifications if n.channel == "calendar"]
+
+
 # --- recipients: fallback and de-duplication ----------------------------------------------------
 
 RECIPIENT_CASES = [

@@ -582,9 +582,8 @@ def _build_send(proposal: _Proposal, env: Environment, now: datetime) -> None:
     steps[step.index] = StepRecord(repeat + 1, not_before, notification.to, cc)
     holds = dict(episode.holds)
     if step.calendar_hold is not None and repeat == 0 and to and step.index not in holds:
-        start = step.calendar_hold.start.at(
-            env.clock, record, env.cycles, episode.opened_at, proposal.fire_at
-        )
+        # `now` in the hold's start is the instant this step goes out (its delivery window).
+        start = step.calendar_hold.start.at(env.clock, record, env.cycles, not_before, proposal.fire_at)
         if start is not None:
             hold = HoldRecord(
                 uid=f"{episode.id}/hold{step.index}@sopwatch",
@@ -611,8 +610,8 @@ def _update_holds(proposal: _Proposal, record: Record, env: Environment, now: da
     changed = False
     for index, hold in episode.holds.items():
         spec = rule.steps[index].calendar_hold if index < len(rule.steps) else None
-        if spec is None:
-            continue
+        if spec is None or spec.start.expression.anchor == "now":
+            continue  # a start counted from its send moves with nothing in the register
         start = spec.start.at(env.clock, record, env.cycles, episode.opened_at, proposal.fire_at)
         if start is None or start == hold.start:
             continue
