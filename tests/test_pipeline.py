@@ -262,10 +262,12 @@ def test_weekly_digest_at_08_00_recipient_local(tmp_path: Path, engines) -> None
         got.append((recipient, local.strftime("%a %Y-%m-%d %H:%M"), items))
         assert len(message["To"].addresses) == 1
         assert "Late work, listed in the weekly digest" in text
+    # An item stays in every digest until its episode resolves (all three are still open).
     assert sorted(got) == [
         (ANN, "Mon 2026-12-07 08:00", ["A-1"]),
-        (ANN, "Mon 2026-12-14 08:00", ["A-2"]),
+        (ANN, "Mon 2026-12-14 08:00", ["A-1", "A-2"]),
         (NICK, "Mon 2026-12-07 08:00", ["N-1"]),
+        (NICK, "Mon 2026-12-14 08:00", ["N-1"]),
     ]
     # Digest items never go out as single emails; Carl, with nothing pending, gets nothing.
     assert all(kind_of(m) == "digest" for _, m in delivered(config))
@@ -501,3 +503,22 @@ def test_a_silence_added_while_a_message_waits_for_the_window_holds_it_back(
         assert all("silenced by quiet (year-end freeze)" in (error or "") for _k, _s, error in rows)
     else:
         assert sorted(kind_of(m) for _raw, m in delivered(config)) == ["hold", "reminder"]
+
+
+def test_a_digest_lists_an_episode_once_at_its_latest_digest_step_until_it_resolves(
+    tmp_path: Path, engines
+) -> None:
+    rules = DIGEST_RULE + "      - after: 1 day\n        notify: [owner]\n        via: digest\n"
+    config = make_setup(tmp_path / "s", [row("A-1", "ann", "2026-12-02")], rules=rules, digests=True)
+    engine = engines(config)
+    for day in (3, 5, 7, 14):  # both steps come due before Monday 7 Dec; done before the 14th
+        if day == 14:
+            set_status(config, "done")
+        engine.tick(datetime(2026, 12, day, 9, tzinfo=BERLIN))
+    digests = of_kind(config, "digest")
+    assert len(digests) == 1  # Monday 7 Dec; by the 14th the episode resolved: nothing is pending
+    text = digests[0].get_body(("plain",)).get_content()
+    assert re.findall(r"^  - ([AN]-\d):", text, re.M) == ["A-1"]
+    with contextlib.closing(sqlite3.connect(config.parent / "state.db")) as db:
+        left = db.execute("SELECT step, status FROM outbox WHERE channel = 'digest' ORDER BY step").fetchall()
+    assert left == [(0, "digested"), (1, "digested")]  # out of the digests once resolved

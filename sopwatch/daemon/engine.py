@@ -311,6 +311,15 @@ class Engine:
                     expired.append(item["id"])  # nobody it may go to: not kept pending forever
             for address in to:
                 by_recipient[address].append(item)
+        # An item stays in every digest until its episode resolves: a digest lists what is stuck.
+        # An episode with more than one digest step is listed once, at its latest step.
+        for pending in by_recipient.values():
+            latest: dict[str, dict[str, Any]] = {}
+            for item in pending:
+                mine = latest.get(item["episode"])
+                if mine is None or (item["step"], item["id"]) > (mine["step"], mine["id"]):
+                    latest[item["episode"]] = item
+            pending[:] = [i for i in pending if latest[i["episode"]] is i]
         if expired:
             self.store.mark_digested(expired, now)
         env = setup.environment
@@ -356,10 +365,7 @@ class Engine:
                         now,
                         {"rule": f"digest:{digest.id}", "to": [address], "items": len(listed)},
                     )
-                    self.store.mark_digested([i["id"] for i in listed], now)
                     self.store.set_last_digest(digest.id, address, slot)
-                for i in listed:
-                    by_recipient[address].remove(i)
                 sent += 1
         return sent
 
