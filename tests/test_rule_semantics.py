@@ -21,7 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sopwatch.adapters.public_holidays import public_holidays
+from sopwatch.adapters.register import text_date_parser
 from sopwatch.config.rules_loader import RuleCompiler
+from sopwatch.config.schema import RegisterConfig
 from sopwatch.core.business import BusinessCalendar
 from sopwatch.core.conditions import compile_condition
 from sopwatch.core.evaluate import Environment, Evaluation, Notification, apply, evaluate
@@ -1048,6 +1050,46 @@ def test_a_text_date_column_is_an_anchor() -> None:
     log = run(snap, rules, make_env(), berlin(2026, 12, 4, 12), berlin(2026, 12, 6), timedelta(hours=1))
     assert [n.at for n in log] == [berlin(2026, 12, 5)]
     assert log[0].fire_at == berlin(2026, 12, 5)
+
+
+DAY_FIRST = text_date_parser(RegisterConfig(type="csv", path="r.csv", date_format="%d/%m/%Y"), BERLIN)
+
+
+def day_first_rules(yaml_text: str) -> RuleSet:
+    """Rules compiled for a register whose dates are written 05/12/2026 (``date_format``)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "rules.yaml"
+        path.write_text(textwrap.dedent(yaml_text).lstrip("\n"), encoding="utf-8")
+        return RuleCompiler(FIELDS, ROLES, CycleCalendar(), BERLIN, DAY_FIRST).load([path])
+
+
+def test_another_column_as_an_anchor_is_read_with_the_registers_date_format() -> None:
+    rules = day_first_rules(one_rule("{status: open}", fire_at='"review_date - 1 business day"'))
+    snap = snapshot(action(review_date="07/12/2026"))  # Monday 7 Dec, as the register writes it
+    log = run(snap, rules, make_env(), berlin(2026, 12, 4, 12), berlin(2026, 12, 6), timedelta(hours=1))
+    assert [n.fire_at for n in log] == [berlin(2026, 12, 5)]
+
+
+@pytest.mark.parametrize(
+    ("when", "cell", "matches"),
+    [
+        ("{review_date: {lt: 2026-12-06}}", "07/12/2026", False),  # as text, "07/..." < "2026-..."
+        ("{review_date: {lt: 2026-12-06}}", "05/12/2026", True),
+        ("{review_date: {lte: 2026-12-05}}", "2026-12-05T10:00", True),  # on the calendar date
+        ("{review_date: 2026-12-05}", "2026-12-05T10:00", True),
+        ("{review_date: [2026-12-04, 2026-12-05]}", "05/12/2026", True),
+        ("{review_date: {ne: 2026-12-05}}", "05/12/2026", False),
+        ("{review_date: {gt: 2026-12-01}}", "soon", False),  # not a date: never ordered
+        ("{region: {gt: 2026}}", "2027", True),  # not a date operand: numbers, as before
+        ("{region: {contains: 2026-12}}", "2026-12-05", True),  # text operators stay text
+    ],
+)
+def test_another_column_tested_against_a_date_is_compared_as_a_date(
+    when: str, cell: str, matches: bool
+) -> None:
+    (rule,) = day_first_rules(one_rule(when))
+    field = "region" if "region" in when else "review_date"
+    assert rule.matches(action(**{field: cell}).fields) is matches
 
 
 # --- observed fields ----------------------------------------------------------------------------

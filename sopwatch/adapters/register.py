@@ -566,6 +566,12 @@ def _map_headers(
     return sorted(names.items()), problems
 
 
+def text_date_parser(cfg: RegisterConfig, tz: ZoneInfo) -> Callable[[str], date | datetime | None]:
+    """How this register reads a date written as text (ISO 8601, then ``date_format``; naive times
+    in ``tz``), for rules that use one of its other columns as a date. None where it is not one."""
+    return _Converters(cfg, tz)._parse_time_text
+
+
 class _Converters:
     """Per-field value converters for one file; they raise ValueError with the row's message."""
 

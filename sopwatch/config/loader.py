@@ -16,7 +16,7 @@ from sopwatch.adapters.business_calendar import build_business_calendar
 from sopwatch.adapters.cycles import load_cycle_calendar
 from sopwatch.adapters.people import load_directory
 from sopwatch.adapters.public_holidays import default_holiday_cache
-from sopwatch.adapters.register import RegisterRead, read_register, register_config_problems
+from sopwatch.adapters.register import RegisterRead, read_register, register_config_problems, text_date_parser
 from sopwatch.collector import collector_paused
 from sopwatch.config.rules_loader import RuleCompiler, rule_files
 from sopwatch.config.schema import Config
@@ -162,7 +162,8 @@ def _load_setup(config_path: Path, every_cell: bool) -> Setup:
             problems.append(document.error(("fallback_recipient",), str(exc)))
     rules = None
     if paths is not None and cycles is not None:
-        compiler = RuleCompiler(fields, roles, cycles, loaded.tz)
+        parse_date = text_date_parser(config.register_, loaded.tz)
+        compiler = RuleCompiler(fields, roles, cycles, loaded.tz, parse_date)
         rules = attempt(compiler.load, paths)
     if problems or rules is None:
         raise ProblemList(problems)
@@ -214,7 +215,9 @@ def condition_fields(columns: Iterable[str] = ()) -> set[str]:
 def compile_silence_matcher(when: dict, setup: Setup):  # type: ignore[no-untyped-def]
     """The matcher of a silence's field conditions (``--where``) over this setup's register."""
     try:
-        return compile_condition(when, condition_fields(setup.snapshot.columns), setup.loaded.tz)
+        loaded = setup.loaded
+        parse_date = text_date_parser(loaded.config.register_, loaded.tz)
+        return compile_condition(when, condition_fields(setup.snapshot.columns), loaded.tz, parse_date)
     except ConditionError as exc:
         raise ConfigError(f"silence condition: {exc}") from None
 

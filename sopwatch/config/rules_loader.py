@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from sopwatch.config.schema import RulesFile, RuleSpec, StepSpec
 from sopwatch.config.validation import require_mapping, validate_model
 from sopwatch.config.yamlsource import LocatedDocument, Path_, load_yaml_file
-from sopwatch.core.conditions import ConditionError, compile_condition
+from sopwatch.core.conditions import ConditionError, DateParser, compile_condition
 from sopwatch.core.model import TIME_FIELDS, CycleCalendar
 from sopwatch.core.recipients import RecipientError, RecipientExpr, parse_recipient
 from sopwatch.core.rules import AnchorGetter, CalendarHold, CompiledTime, Rule, RuleSet, Step
@@ -39,12 +39,20 @@ class RuleCompiler:
     """Compiles RuleSpecs; knows which fields, roles and phases exist so it can reject typos."""
 
     def __init__(
-        self, fields: Collection[str], roles: Collection[str] | None, cycles: CycleCalendar, tz: ZoneInfo
+        self,
+        fields: Collection[str],
+        roles: Collection[str] | None,
+        cycles: CycleCalendar,
+        tz: ZoneInfo,
+        parse_date: DateParser | None = None,
     ) -> None:
+        """``parse_date`` reads a date from a register cell's text as the register does (its
+        ``date_format``), for other columns used as dates; ISO 8601 when None."""
         self.fields = frozenset(fields)
         self.roles = roles
         self.phases = cycles.phase_ids
         self.tz = tz
+        self.parse_date = parse_date
 
     def load(self, paths: Collection[Path]) -> RuleSet:
         problems: list[SopwatchError] = []
@@ -92,7 +100,7 @@ class RuleCompiler:
 
         def condition() -> Any:
             try:
-                return compile_condition(spec.when, self.fields, self.tz)
+                return compile_condition(spec.when, self.fields, self.tz, self.parse_date)
             except ConditionError as exc:
                 raise RuleError(str(exc), doc.location((*base, "when", *exc.path), key=exc.key)) from None
 
@@ -197,7 +205,7 @@ class RuleCompiler:
             raise ExpressionError(f"unknown anchor {anchor!r}: not a field of the register")
         if anchor in TIME_FIELDS:
             return lambda record, cycles, now, fire_at: record.get(anchor)
-        return _text_date_getter(anchor)
+        return _text_date_getter(anchor, self.parse_date)
 
 
 def _phase_getter(phase_id: str, attribute: str) -> AnchorGetter:
@@ -209,18 +217,22 @@ def _phase_getter(phase_id: str, attribute: str) -> AnchorGetter:
     return get
 
 
-def _text_date_getter(field: str) -> AnchorGetter:
-    """Extra columns arrive as text; an unparseable value counts as empty."""
+def _text_date_getter(field: str, parse_date: DateParser | None) -> AnchorGetter:
+    """Extra columns arrive as text, read as the register reads dates; unparseable counts as empty."""
+
+    def iso(text: str) -> date | datetime | None:
+        try:
+            return date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
+        except ValueError:
+            return None
+
+    parse = parse_date or iso
 
     def get(record: Mapping[str, Any], cycles: CycleCalendar, now: datetime, fire_at: datetime | None) -> Any:
         value = record.get(field)
         if value is None or isinstance(value, (date, datetime)):
             return value
-        text = str(value).strip()
-        try:
-            return date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
-        except ValueError:
-            return None
+        return parse(str(value).strip())
 
     return get
 

@@ -14,7 +14,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sopwatch.core.model import TIME_FIELDS
+from sopwatch.core.model import CANONICAL_FIELDS, TIME_FIELDS
 
 Record = Mapping[str, Any]
 OPS = ("eq", "ne", "in", "not_in", "lt", "lte", "gt", "gte", "empty", "regex", "contains")
@@ -130,10 +130,34 @@ def _number(value: Any) -> float | None:
     return None
 
 
+# The text a register cell holds, read as a date the way the register reads its date columns.
+DateParser = Callable[[str], "date | datetime | None"]
+
+_ISO_DATE_START = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _is_time_operand(operand: Any) -> bool:
+    """A date or an ISO date-time in a rule: the column it tests is compared as dates."""
+    if isinstance(operand, list):
+        return bool(operand) and all(_is_time_operand(item) for item in operand)
+    if isinstance(operand, (date, datetime)):
+        return True
+    return (
+        isinstance(operand, str)
+        and _ISO_DATE_START.match(operand) is not None
+        and _parse_time(operand) is not None
+    )
+
+
+# Canonical fields that hold text or people, never dates.
+_TEXT_FIELDS = frozenset(CANONICAL_FIELDS) - TIME_FIELDS
+
+
 class _Compiler:
-    def __init__(self, fields: Collection[str], tz: ZoneInfo) -> None:
+    def __init__(self, fields: Collection[str], tz: ZoneInfo, parse_date: DateParser | None = None) -> None:
         self.fields = frozenset(fields)
         self.tz = tz
+        self.parse_date = parse_date or _parse_time
 
     def compile(self, spec: Any, path: tuple[str | int, ...]) -> Condition:
         if not isinstance(spec, dict):
@@ -172,8 +196,13 @@ class _Compiler:
 
     def _op(self, field: str, op: str, operand: Any, path: tuple[str | int, ...]) -> Condition:
         text = f"{field} {op} {_brief(operand)}"
-        is_time = field in TIME_FIELDS
         is_tags = field == "tags"
+        # A register date field, or another column tested against a date: compared as dates.
+        is_time = field in TIME_FIELDS or (
+            field not in _TEXT_FIELDS
+            and op not in ("regex", "contains", "empty")
+            and _is_time_operand(operand)
+        )
         if op == "empty":
             if not isinstance(operand, bool):
                 raise ConditionError("'empty' takes true or false", path)
@@ -193,7 +222,7 @@ class _Compiler:
         if op in ("in", "not_in"):
             if not isinstance(operand, list):
                 raise ConditionError(f"'{op}' takes a list of values", path)
-            members = [self._operand(field, item, (*path, i)) for i, item in enumerate(operand)]
+            members = [self._operand(field, item, (*path, i), is_time) for i, item in enumerate(operand)]
             if is_tags:
                 wanted = frozenset(str(m) for m in members)
 
@@ -202,19 +231,19 @@ class _Compiler:
 
                 check = overlap if op == "in" else (lambda v: not overlap(v))
                 return FieldTest(field, text, check)
-            if field not in TIME_FIELDS and members and all(isinstance(m, str) for m in members):
+            if not is_time and members and all(isinstance(m, str) for m in members):
                 # Text members: one set lookup (the common case, and on the hot path).
                 texts = frozenset(members)
                 if op == "in":
                     return FieldTest(field, text, lambda v: _text_in(v, texts), texts)
                 return FieldTest(field, text, lambda v: not _text_in(v, texts))
-            equals = [self._equality(field, m) for m in members]
+            equals = [self._equality(field, m, is_time) for m in members]
             if op == "in":
                 return FieldTest(field, text, lambda v: any(eq(v) for eq in equals))
             return FieldTest(field, text, lambda v: not any(eq(v) for eq in equals))
         if isinstance(operand, (list, dict)):
             raise ConditionError(f"'{op}' takes a single value", path)
-        value = self._operand(field, operand, path)
+        value = self._operand(field, operand, path, is_time)
         if op == "contains":
             needle = str(value)
             if is_tags:
@@ -225,7 +254,7 @@ class _Compiler:
                 tag = str(value)
                 has = lambda v: bool(v) and tag in v  # noqa: E731
                 return FieldTest(field, text, has if op == "eq" else (lambda v: not has(v)))
-            eq = self._equality(field, value)
+            eq = self._equality(field, value, is_time)
             if op == "eq":
                 return FieldTest(field, text, eq, frozenset([value]) if isinstance(value, str) else None)
             return FieldTest(field, text, lambda v: not eq(v))
@@ -233,10 +262,10 @@ class _Compiler:
             raise ConditionError(f"'{op}' does not apply to tags", path)
         return FieldTest(field, text, self._ordering(op, value, is_time))
 
-    def _operand(self, field: str, operand: Any, path: tuple[str | int, ...]) -> Any:
+    def _operand(self, field: str, operand: Any, path: tuple[str | int, ...], is_time: bool) -> Any:
         if isinstance(operand, (dict, list)):
             raise ConditionError("expected a single value", path)
-        if field in TIME_FIELDS and operand is not None:
+        if is_time and operand is not None:
             parsed = _parse_time(operand)
             if parsed is None:
                 raise ConditionError(
@@ -245,10 +274,10 @@ class _Compiler:
             return parsed
         return operand
 
-    def _equality(self, field: str, operand: Any) -> Callable[[Any], bool]:
+    def _equality(self, field: str, operand: Any, is_time: bool) -> Callable[[Any], bool]:
         if operand is None:
             return _is_empty
-        if field in TIME_FIELDS:
+        if is_time:
             return lambda v: v is not None and self._time_key(v, operand) == 0
         if isinstance(operand, bool):
             wanted = "true" if operand else "false"
@@ -287,7 +316,7 @@ class _Compiler:
     def _time_key(self, value: Any, operand: date | datetime) -> int:
         """-1, 0 or 1 comparing ``value`` with ``operand``; on dates when either side is a date."""
         if isinstance(value, str):
-            parsed = _parse_time(value)
+            parsed = self.parse_date(value.strip())
             if parsed is None:
                 return -2  # unparseable: never equal, never ordered
             value = parsed
@@ -341,9 +370,15 @@ def _brief(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def compile_condition(spec: Any, fields: Collection[str], tz: ZoneInfo) -> Condition:
-    """Compile a ``when`` mapping; raises ConditionError with a path relative to it."""
-    return _Compiler(fields, tz).compile(spec, ())
+def compile_condition(
+    spec: Any, fields: Collection[str], tz: ZoneInfo, parse_date: DateParser | None = None
+) -> Condition:
+    """Compile a ``when`` mapping; raises ConditionError with a path relative to it.
+
+    ``parse_date`` reads a date from a register cell's text (the register's ``date_format``);
+    ISO 8601 when None.
+    """
+    return _Compiler(fields, tz, parse_date).compile(spec, ())
 
 
 def pinned_values(condition: Condition) -> dict[str, frozenset[str]]:
