@@ -466,6 +466,9 @@ def outbox(obj: Context, status: str | None, as_json: bool) -> None:
             click.echo(json.dumps(row, ensure_ascii=False))
             continue
         sent = f" sent {row['sent_at']}" if row.get("sent_at") else ""
+        refused = row.get("refused") or {}
+        if row["status"] == "sent" and refused:
+            sent += f" (refused for {', '.join(refused)})"  # accepted by the others
         error = f" error: {row['last_error']}" if row.get("last_error") else ""
         click.echo(
             f"{row['id']:>5} {row['status']:<9} {row.get('rule', ''):<24} {row.get('action', ''):<8} "

@@ -22,6 +22,8 @@ import yaml
 from daemon_setup import in_delivery_order
 from icalendar import Calendar
 
+from sopwatch.adapters.state_store import Composed, StateStore
+
 AT = "2026-12-09T10:00"
 FAR = "2099-01-01T00:00"
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -356,3 +358,32 @@ def test_a_state_path_that_is_not_a_state_file_is_a_message_and_is_left_alone(
         last = result.stderr.strip().splitlines()[-1]
         assert last.startswith(f"{path}: ") and "state file" in last, (command, last)
     assert path.read_bytes() == before
+
+
+def test_a_recipient_refused_for_good_stays_visible_after_the_others_accept(
+    run_sopwatch, example_copy: Path
+) -> None:
+    """To bad@ (550) and temp@ (451, then accepted): the row is sent, and says who refused it."""
+    edit_config(example_copy, state="state.db")
+    now = datetime(2026, 12, 9, 10, tzinfo=ZoneInfo("Europe/Berlin"))
+    store = StateStore(example_copy / "state.db")
+    try:
+        store.enqueue(
+            "admin:test", "admin", Composed("sop@example.com", ("bad@example.com", "temp@example.com"), b"x"),
+            now, {"rule": "admin", "to": ["bad@example.com", "temp@example.com"]},
+        )  # fmt: skip
+        (row,) = store.due(now)
+        first = store.record_delivery(
+            row, (), {"bad@example.com": "550 5.1.1 no such user"}, ("temp@example.com",),
+            None, now, now + timedelta(minutes=1),
+        )  # fmt: skip
+        (row,) = store.due(now + timedelta(minutes=1))
+        second = store.record_delivery(row, ("temp@example.com",), {}, (), None, now, None)
+        (stored,) = store.outbox()
+    finally:
+        store.close()
+    assert (first, second) == ("retry", "sent")
+    assert stored["refused"] == {"bad@example.com": "550 5.1.1 no such user"}
+    assert stored["last_error"] == "refused: bad@example.com: 550 5.1.1 no such user"
+    line = ok(cli(run_sopwatch, example_copy, "outbox")).splitlines()[0]
+    assert "(refused for bad@example.com)" in line and "550 5.1.1" in line

@@ -425,6 +425,9 @@ class StateStore:
             all_refused.update({r: error or "temporary failures exhausted the retries" for r in retry})
         else:
             status = "sent" if all_accepted else "failed"
+        if not error and not refused and status != "retry" and all_refused:
+            # Sent to some, refused for good by others on an earlier try: keep saying so.
+            error = "refused: " + "; ".join(f"{k}: {v}" for k, v in all_refused.items())
         self.db.execute(
             "UPDATE outbox SET status = ?, attempts = attempts + 1, accepted = ?, refused = ?, pending_to = ?,"
             " next_attempt = ?, last_error = ?, sent_at = COALESCE(sent_at, ?) WHERE id = ?",
@@ -502,7 +505,10 @@ class StateStore:
         return _dt(row[0]) if row else None
 
     def outbox(self, status: str | None = None) -> list[dict[str, Any]]:
-        query = "SELECT id, key, status, attempts, not_before, sent_at, last_error, notification FROM outbox"
+        query = (
+            "SELECT id, key, status, attempts, not_before, sent_at, last_error, notification, accepted, refused"
+            " FROM outbox"
+        )
         args: Iterable[Any] = ()
         if status:
             query += " WHERE status = ?"
@@ -511,6 +517,7 @@ class StateStore:
         for row in self.db.execute(query + " ORDER BY id", tuple(args)):
             data = json.loads(row[7])
             data.update(id=row[0], status=row[2], attempts=row[3], sent_at=row[5], last_error=row[6])
+            data.update(accepted=json.loads(row[8]), refused=json.loads(row[9]))
             rows.append(data)
         return rows
 
