@@ -387,3 +387,23 @@ def test_a_recipient_refused_for_good_stays_visible_after_the_others_accept(
     assert stored["last_error"] == "refused: bad@example.com: 550 5.1.1 no such user"
     line = ok(cli(run_sopwatch, example_copy, "outbox")).splitlines()[0]
     assert "(refused for bad@example.com)" in line and "550 5.1.1" in line
+
+
+def test_run_once_exits_1_when_its_tick_fails_and_commits_nothing(run_sopwatch, example_copy: Path) -> None:
+    """For cron and systemd timers: a failed tick must show in the exit status. The failure is
+    real: the state database itself refuses the tick's write (a trigger), as a full disk would."""
+    edit_config(example_copy, state="state.db", delivery={"type": "maildir", "path": "mail"})
+    StateStore(example_copy / "state.db").close()  # the schema, as any first command makes it
+    with sqlite3.connect(example_copy / "state.db") as db:
+        db.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'no space left'); END"
+        )
+    db.close()
+    result = cli(run_sopwatch, example_copy, "run", "--once")
+    assert result.returncode == 1
+    assert "no space left" in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "the tick failed (see the log above); nothing was lost"
+    with sqlite3.connect(example_copy / "state.db") as db:
+        assert db.execute("SELECT count(*) FROM episodes").fetchone() == (0,)  # all or nothing
+    db.close()
+    assert not (example_copy / "mail" / "new").exists() or not any((example_copy / "mail" / "new").iterdir())

@@ -16,7 +16,7 @@ from typing import IO, Any
 import schedule
 
 from sopwatch.daemon.engine import Engine
-from sopwatch.errors import StateError
+from sopwatch.errors import SopwatchError, StateError
 from sopwatch.observability import serve_metrics
 from sopwatch.timeparse import interval_seconds
 
@@ -92,17 +92,21 @@ class Daemon:
         self.signals = signals
         self.clock = clock
 
-    def tick(self) -> None:
-        """One tick; an error is logged and the daemon goes on (the next tick may succeed)."""
+    def tick(self) -> bool:
+        """One tick; an error is logged and the daemon goes on (the next tick may succeed).
+
+        Returns whether the tick completed.
+        """
         now = self.clock().astimezone(self.engine.setup.loaded.tz)
         try:
             report = self.engine.tick(now)
         except Exception:
             log.exception("tick at %s failed; retrying at the next interval", now.isoformat())
             self.engine.metrics.tick_failed()
-            return
+            return False
         self.engine.metrics.ticked(self.engine.store, now)
         log.info(report.line())
+        return True
 
     def run(self, once: bool = False) -> None:
         if self.signals.requested:
@@ -111,7 +115,8 @@ class Daemon:
         loaded = self.engine.setup.loaded
         with StateLock(loaded.path(loaded.config.state)):
             if once:
-                self.tick()
+                if not self.tick():  # cron and systemd timers see the failure in the exit status
+                    raise SopwatchError("the tick failed (see the log above); nothing was lost")
                 return
             metrics = serve_metrics(loaded.config.metrics)  # None unless `metrics:` is configured
             if metrics is not None:
