@@ -134,6 +134,10 @@ def test_sandbox_violation_sends_the_builtin_and_tells_the_admin(tmp_path: Path,
     assert str(admin[0]["X-Auto-Response-Suppress"]) == "OOF, AutoReply"
     body = admin[0].get_body(("plain",)).get_content()
     assert "reminder.txt.j2" in body and "unsafe" in body, body
+    # The file named is the admin's own, not the private copy the daemon renders from.
+    assert str(config.parent / "templates" / "reminder.txt.j2") in body, body
+    html = admin[0].get_body(("html",)).get_content()  # text and HTML, as every email (SPEC §3)
+    assert "reminder.txt.j2" in html and "<html" in html
 
 
 def test_validate_names_the_unsafe_template(tmp_path: Path, run_sopwatch) -> None:
@@ -522,3 +526,25 @@ def test_a_digest_lists_an_episode_once_at_its_latest_digest_step_until_it_resol
     with contextlib.closing(sqlite3.connect(config.parent / "state.db")) as db:
         left = db.execute("SELECT step, status FROM outbox WHERE channel = 'digest' ORDER BY step").fetchall()
     assert left == [(0, "digested"), (1, "digested")]  # out of the digests once resolved
+
+
+def test_a_digest_template_that_fails_on_real_data_falls_back_and_tells_the_admin(
+    tmp_path: Path, engines
+) -> None:
+    """Validation renders one sample item; this override breaks only with two."""
+    override = "{% if count == 2 %}{{ 1 // 0 }}{% endif %}Your digest: {{ count }} items\n"
+    config = make_setup(
+        tmp_path / "s",
+        [row("A-1", "ann", "2026-12-02"), row("A-2", "ann", "2026-12-03")],
+        rules=DIGEST_RULE,
+        digests=True,
+        templates={"digest.txt.j2": override},
+    )
+    engine = engines(config)
+    engine.tick(datetime(2026, 12, 4, 9, tzinfo=BERLIN))
+    engine.tick(datetime(2026, 12, 7, 9, tzinfo=BERLIN))  # Monday
+    (digest,) = of_kind(config, "digest")
+    assert "Your digest" not in digest.get_body(("plain",)).get_content()  # the built-in
+    (admin,) = of_kind(config, "admin")
+    body = admin.get_body(("plain",)).get_content()
+    assert str(config.parent / "templates" / "digest.txt.j2") in body and "division" in body, body

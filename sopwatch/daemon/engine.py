@@ -41,6 +41,7 @@ from sopwatch.messages.email import (
     compose_from_context,
     header_text,
     sender_domain,
+    text_to_html,
 )
 from sopwatch.messages.notification import MessageSetup, org_name, rendered_at, templates_folder
 from sopwatch.messages.templates import TemplateSet
@@ -110,6 +111,7 @@ class Engine:
         self._templates_for: Setup | None = None
         self._templates: TemplateSet | None = None
         self._templates_copy: Path | None = None
+        self._templates_source: Path | None = None  # the admin's folder the copy was made from
         self._state: State | None = None
         self._state_setup: Setup | None = None
         self._raw_silences: tuple[Silence, ...] = ()
@@ -140,7 +142,7 @@ class Engine:
             self._templates_for = self.setup
             folder = templates_folder(self.setup)
             if folder is None:
-                self._adopt_templates(TemplateSet(None), None)
+                self._adopt_templates(TemplateSet(None), None, None)
             else:
                 # Render from a private copy: an edit in progress on disk never reaches a message.
                 copy = Path(tempfile.mkdtemp(prefix="sopwatch-templates-"))
@@ -156,14 +158,20 @@ class Engine:
                     log.error("rejected the template edit, keeping the last good templates:\n%s", text)
                     self._admin("template edit rejected, keeping the last good templates", text)
                 else:
-                    self._adopt_templates(candidate, copy)
+                    self._adopt_templates(candidate, copy, folder)
         assert self._templates is not None
         return self._templates
 
-    def _adopt_templates(self, templates: TemplateSet, copy: Path | None) -> None:
+    def _adopt_templates(self, templates: TemplateSet, copy: Path | None, source: Path | None) -> None:
         if self._templates_copy is not None:
             shutil.rmtree(self._templates_copy, ignore_errors=True)
-        self._templates, self._templates_copy = templates, copy
+        self._templates, self._templates_copy, self._templates_source = templates, copy, source
+
+    def _in_source(self, text: str) -> str:
+        """A template problem as the admin can act on it: naming their file, not the private copy."""
+        if self._templates_copy is None or self._templates_source is None:
+            return text
+        return text.replace(str(self._templates_copy), str(self._templates_source))
 
     @property
     def sender(self) -> str:
@@ -280,8 +288,9 @@ class Engine:
             action = snapshot.actions.get(n.action)
             result = compose_notification(messages, self.templates, filtered.notification, action, now)
             if result.fallback_reason:
-                log.error("template failed for %s, used the built-in: %s", n.key, result.fallback_reason)
-                self._admin(f"template failed: {n.template}", result.fallback_reason)
+                reason = self._in_source(result.fallback_reason)
+                log.error("template failed for %s, used the built-in: %s", n.key, reason)
+                self._admin(f"template failed: {n.template}", reason)
             composed[key] = Composed(_address(self.sender), recipients, result.message.as_bytes(), refused)
         if refusals:
             self._admin("recipients refused (allowed_domains)", "\n".join(refusals))
@@ -355,6 +364,10 @@ class Engine:
                     digest_id=digest.id,
                     instance=self.instance,
                 )
+                if result.fallback_reason:
+                    reason = self._in_source(result.fallback_reason)
+                    log.error("digest template failed for %s, used the built-in: %s", address, reason)
+                    self._admin("template failed: digest", reason)
                 result.message["X-Sopwatch-Kind"] = "digest"
                 key = f"digest:{digest.id}:{address.lower()}:{slot.isoformat()}"
                 with self.store.transaction():
@@ -452,9 +465,11 @@ class Engine:
             message["Auto-Submitted"] = "auto-generated"
             message["X-Auto-Response-Suppress"] = "OOF, AutoReply"
             message["X-Sopwatch-Kind"] = "admin"
-            digest = hashlib.sha1(f"{subject}\n{text}\n{now.date()}".encode()).hexdigest()[:24]
+            material = f"{self.instance}\n{subject}\n{text}\n{now.date()}"
+            digest = hashlib.sha1(material.encode()).hexdigest()[:24]
             message["Message-ID"] = f"<admin.{digest}@{sender_domain(self.sender)}>"
             message.set_content(text)
+            message.add_alternative(text_to_html(text, f"[sopwatch] {subject}"), subtype="html")  # SPEC §3
             key = f"admin:{digest}"
             with self.store.transaction():
                 self.store.enqueue(
