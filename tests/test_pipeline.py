@@ -548,3 +548,29 @@ def test_a_digest_template_that_fails_on_real_data_falls_back_and_tells_the_admi
     (admin,) = of_kind(config, "admin")
     body = admin.get_body(("plain",)).get_content()
     assert str(config.parent / "templates" / "digest.txt.j2") in body and "division" in body, body
+
+
+def test_a_custom_template_sees_observed_instants_and_times_in_the_recipients_zone(
+    tmp_path: Path, engines
+) -> None:
+    """SPEC §3: dates render in the recipient's timezone, with or without ``|localtime``; and the
+    action's observed fields (SPEC §1.1) are filled in, not None."""
+    override = (
+        "fired {{ alert.fired_at }}\nnow {{ now }}\nsince {{ action.status_since }}\n"
+        "owner since {{ action.owner_since }}\nfirst seen {{ action.first_seen }}\n"
+    )
+    config = make_setup(
+        tmp_path / "s", [row("N-1", "nick", "2026-12-01")], templates={"reminder.txt.j2": override}
+    )
+    engines(config).tick(datetime(2026, 12, 2, 10, tzinfo=BERLIN))
+    (reminder,) = of_kind(config, "reminder")
+    lines = reminder.get_body(("plain",)).get_content().splitlines()
+    # Due 1 Dec: fired at the end of that day in Berlin, 18:00 the same day in New York; first
+    # seen (and so in its status and with its owner since) at the tick, 04:00 in New York.
+    assert lines[:5] == [
+        "fired 2026-12-01 18:00:00-05:00",
+        "now 2026-12-02 04:00:00-05:00",
+        "since 2026-12-02 04:00:00-05:00",
+        "owner since 2026-12-02 04:00:00-05:00",
+        "first seen 2026-12-02 04:00:00-05:00",
+    ]

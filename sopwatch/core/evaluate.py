@@ -163,11 +163,18 @@ def observe(
             continue
         fields = actions[action_id].fields
         record = dict(fields)
-        record["status_since"] = fields.get("status_changed_at") or seen.status_since
-        record["owner_since"] = seen.owner_since
-        record["first_seen"] = seen.first_seen
+        record.update(observed_fields(fields, seen))
         records[action_id] = record
     return records, changed
+
+
+def observed_fields(fields: Mapping[str, Any], seen: Observation) -> dict[str, Any]:
+    """The observed instants of SPEC §1.1 for an action: what rules and templates see."""
+    return {
+        "status_since": fields.get("status_changed_at") or seen.status_since,
+        "owner_since": seen.owner_since,
+        "first_seen": seen.first_seen,
+    }
 
 
 def record_of(snapshot: Snapshot, state: State, now: datetime, action_id: str) -> Record:

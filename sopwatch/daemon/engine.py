@@ -25,7 +25,7 @@ from typing import Any
 from sopwatch.adapters.state_store import Composed, OutboxRow, StateStore, outbox_key
 from sopwatch.config.loader import Setup, load_setup, with_silence_matchers
 from sopwatch.core.digest import ScopeFigures, parse_schedule, scope_of
-from sopwatch.core.evaluate import Evaluation, Notification, Plan, apply, evaluate, observe
+from sopwatch.core.evaluate import Evaluation, Notification, Plan, apply, evaluate, observe, observed_fields
 from sopwatch.core.model import Action, Snapshot
 from sopwatch.core.state import Silence, State
 from sopwatch.daemon.guard import RegisterGuard
@@ -206,7 +206,7 @@ class Engine:
         started = time.perf_counter()
         evaluation = evaluate(snapshot, setup.rules, setup.environment, state, now, plan)
         evaluated_in = time.perf_counter() - started
-        composed = self._compose_all(evaluation, snapshot, now)
+        composed = self._compose_all(evaluation, snapshot, state, now)
         report.enqueued = self.store.commit(evaluation, composed)
         self._state, self._plan = apply(state, evaluation), evaluation.plan
         self.metrics.evaluated(evaluation, evaluated_in)
@@ -256,7 +256,9 @@ class Engine:
         self.store.beat(now, report.line() + " (register refused: nothing evaluated)")
         return report
 
-    def _compose_all(self, evaluation: Evaluation, snapshot: Snapshot, now: datetime) -> dict[str, Composed]:
+    def _compose_all(
+        self, evaluation: Evaluation, snapshot: Snapshot, state: State, now: datetime
+    ) -> dict[str, Composed]:
         setup = self.setup
         allowed = setup.loaded.config.allowed_domains
         composed: dict[str, Composed] = {}
@@ -286,7 +288,11 @@ class Engine:
                     composed[key] = Composed(_address(self.sender), (), b"", refused, error)
                     continue
             action = snapshot.actions.get(n.action)
-            result = compose_notification(messages, self.templates, filtered.notification, action, now)
+            seen = evaluation.observations.get(n.action) or state.observations.get(n.action)
+            observed = observed_fields(action.fields, seen) if action is not None and seen else None
+            result = compose_notification(
+                messages, self.templates, filtered.notification, action, now, observed
+            )
             if result.fallback_reason:
                 reason = self._in_source(result.fallback_reason)
                 log.error("template failed for %s, used the built-in: %s", n.key, reason)
@@ -482,9 +488,15 @@ class Engine:
 
 
 def compose_notification(
-    messages: MessageSetup, templates: TemplateSet, n: Notification, action: Action | None, now: datetime
+    messages: MessageSetup,
+    templates: TemplateSet,
+    n: Notification,
+    action: Action | None,
+    now: datetime,
+    observed: Mapping[str, Any] | None = None,
 ) -> ComposedEmail:
-    """The email for one notification, with the rule's and the cycle's context.
+    """The email for one notification, with the rule's and the cycle's context (and the action's
+    observed instants, when given).
 
     It is dated (and rendered as of) the instant it may go out, as ``check`` renders its subject.
     """
@@ -492,7 +504,7 @@ def compose_notification(
     hold = _hold_spec(messages.rules.get(n.rule), n)
     result = compose_from_context(
         n,
-        messages.context(n, action, now),
+        messages.context(n, action, now, observed),
         directory=messages.directory,
         templates=templates,
         sender=messages.sender,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sopwatch.core.digest import human_span
 from sopwatch.core.model import CANONICAL_FIELDS, OBSERVED_FIELDS, PERSON_FIELDS, Directory, Person
@@ -116,7 +117,7 @@ def alert_context(
 ) -> dict[str, Any]:
     fields = action_context(action, action_id)
     people = {name: person_context(fields.get(name), directory) for name in PERSON_FIELDS}
-    return {
+    context = {
         **base_context(recipient=recipient, directory=directory, org_name=org_name, org_tz=org_tz, now=now),
         "action": fields,
         "people": people,
@@ -139,6 +140,30 @@ def alert_context(
         "notes": list(notes),
         "hold": dict(hold) if hold is not None else None,
     }
+    return in_recipient_zone(context)
+
+
+def in_recipient_zone(context: dict[str, Any]) -> dict[str, Any]:
+    """Every date-time of ``context`` in its recipient's timezone (SPEC §3: dates render in the
+    recipient's timezone), so that a custom template's plain ``{{ alert.fired_at }}`` does too;
+    ``|localtime`` formats them."""
+    zone = ZoneInfo(context["recipient"]["timezone"])
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, datetime):
+            if value.tzinfo is None:
+                return value
+            try:
+                return value.astimezone(zone)
+            except OverflowError:  # within hours of year 1 or 9999
+                return value
+        if isinstance(value, dict):
+            return {key: convert(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [convert(item) for item in value]
+        return value
+
+    return convert(context)
 
 
 def sample_context(*, org_name: str, org_tz: tzinfo, now: datetime) -> dict[str, Any]:

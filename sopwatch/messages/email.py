@@ -25,7 +25,7 @@ from sopwatch.core.digest import DigestFigures, human_span
 from sopwatch.core.evaluate import Notification
 from sopwatch.core.model import Directory
 from sopwatch.core.rules import SEVERITY_RANK
-from sopwatch.messages.context import action_context, base_context
+from sopwatch.messages.context import action_context, base_context, in_recipient_zone
 from sopwatch.messages.ical import build_hold
 from sopwatch.messages.notification import template_names
 from sopwatch.messages.render import one_line
@@ -323,7 +323,7 @@ def compose_digest(
         groups=_group_items(items, now),
         summary=_summary_context(summary),
     )
-    rendered = templates.render("digest", context, builtin="digest")
+    rendered = templates.render("digest", in_recipient_zone(context), builtin="digest")
     material = f"{digest_id}|{recipient.strip().lower()}|{now.isoformat()}"
     if instance:
         material = f"{instance}|{material}"

@@ -141,13 +141,23 @@ class MessageSetup:
         cycle_id = action.fields.get("cycle") if action else None
         return self.cycles.cycles.get(cycle_id) if cycle_id else None
 
-    def context(self, notification: Notification, action: Action | None, now: datetime) -> dict[str, Any]:
-        """The variables ``notification``'s templates see, as of ``now`` (see ``rendered_at``)."""
+    def context(
+        self,
+        notification: Notification,
+        action: Action | None,
+        now: datetime,
+        observed: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The variables ``notification``'s templates see, as of ``now`` (see ``rendered_at``);
+        ``observed`` adds the action's observed instants (``status_since``, ...)."""
+        fields = action.fields if action else None
+        if fields is not None and observed:
+            fields = {**fields, **observed}
         return notification_context(
             notification,
             # An action gone from the register (a resolution after its row was deleted): the
             # context keeps the notification's action id (action_context).
-            action=action.fields if action else None,
+            action=fields,
             rule=self.rule_context(notification),
             directory=self.directory,
             org_name=self.org_name,
