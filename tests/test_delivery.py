@@ -354,7 +354,9 @@ def test_maildir_unwritable_reports_a_temporary_error(tmp_path: Path) -> None:
 
 
 def smtp_config(**values: Any) -> DeliveryConfig:
-    return DeliveryConfig.model_validate({"type": "smtp", "host": "mail.example.com", **values})
+    return DeliveryConfig.model_validate(
+        {"type": "smtp", "host": "mail.example.com", "starttls": False, **values}
+    )
 
 
 def test_make_transport_maildir_is_relative_to_the_config_folder(tmp_path: Path) -> None:

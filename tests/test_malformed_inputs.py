@@ -164,6 +164,16 @@ CASES = [
         "duplicate key 'admin'",
     ),
     case(
+        "config-smtp-without-a-word-on-tls",
+        CONFIG,
+        replace(
+            "  type: maildir\n  path: demo-out/maildir\n", "  type: smtp\n  host: smtp.northwind.example\n"
+        ),
+        "type: smtp\n  host",
+        "delivery: say whether SMTP uses TLS",
+        "starttls: false",
+    ),
+    case(
         "config-unknown-holiday-country",
         CONFIG,
         replace("holidays: {country: DE}", "holidays: {country: DX}"),

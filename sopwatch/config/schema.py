@@ -14,7 +14,15 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from sopwatch.core.business import WEEKDAYS
 
@@ -260,6 +268,16 @@ class DeliveryConfig(Strict):
         description="PEM file of CA certificates to trust for the SMTP server's TLS certificate "
         "(e.g. an internal CA), relative to the config file; the system CAs when absent.",
     )
+
+    @model_validator(mode="after")
+    def _tls_is_explicit(self) -> DeliveryConfig:
+        # Plain text must be a decision, not what a forgotten key gives.
+        if self.type == "smtp" and not {"starttls", "tls"} & self.model_fields_set:
+            raise ValueError(
+                "say whether SMTP uses TLS: starttls: true (port 587), tls: true (port 465), "
+                "or starttls: false for a relay that offers no TLS"
+            )
+        return self
 
 
 class DigestConfig(Strict):
