@@ -365,9 +365,15 @@ def silence_add(
     import uuid
 
     from sopwatch.core.state import Silence
+    from sopwatch.messages.render import one_line
 
     if not (rule or action_id or where):
         raise click.UsageError("a silence needs at least one of --rule, --action, --where")
+    # Who silenced what, and why, is what `silence list` shows the next person: never blank.
+    for value, hint in ((author, "--author"), (reason, "--reason")):
+        if not value.strip():
+            raise click.BadParameter("must not be empty", param_hint=hint)
+    author, reason = one_line(author, limit=200), one_line(reason, limit=500)
     setup = obj.setup
     if rule and setup.rules.get(rule) is None:
         raise SopwatchError(f"no rule {rule!r} (rules: {', '.join(r.id for r in setup.rules)})")

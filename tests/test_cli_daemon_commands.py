@@ -183,6 +183,21 @@ def test_silence_add_without_matchers_is_a_usage_error(run_sopwatch, example_cop
     assert "--rule" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("author", "reason", "hint"), [("", "freeze", "--author"), ("ops", " \t", "--reason")]
+)
+def test_a_silence_says_who_and_why(
+    run_sopwatch, example_copy: Path, author: str, reason: str, hint: str
+) -> None:
+    result = cli(
+        run_sopwatch, example_copy, "silence", "add", "--rule", "missed-deadline", "--until", FAR,
+        "--author", author, "--reason", reason,
+    )  # fmt: skip
+    no_traceback(result)
+    assert result.returncode == 2 and hint in result.stderr and "must not be empty" in result.stderr
+    assert ok(cli(run_sopwatch, example_copy, "silence", "list")) == ""  # nothing was added
+
+
 def test_silence_for_unknown_rule_or_id_exits_1(run_sopwatch, example_copy: Path) -> None:
     result = cli(
         run_sopwatch,
