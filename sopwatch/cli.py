@@ -178,12 +178,20 @@ def simulate_command(obj: Context, start_text: str, end_text: str, every: str, a
         raise click.BadParameter("--to is before --from", param_hint="--to")
     warn_problems(setup)
     sent: list[Notification] = []
+    capped = 0  # ticks at which max_messages_per_tick held sends back to a later tick
     for evaluation in simulate(setup.snapshot, setup.rules, setup.environment, start, end, step):
         sent.extend(evaluation.notifications)
+        capped += evaluation.deferred > 0
     as_sent = _as_sent(setup, sent)
     _print_notifications(setup, as_sent, as_json)
     if not as_json:
         _print_summary([filtered.notification for _original, filtered in as_sent])
+    if capped:
+        cap = setup.loaded.config.max_messages_per_tick
+        click.echo(
+            f"note: at {capped} tick(s) max_messages_per_tick ({cap}) held sends back to a later tick",
+            err=True,
+        )
 
 
 @cli.command(name="explain")

@@ -481,6 +481,21 @@ def test_simulate_text_summary_matches_json(run_sopwatch, example_copy: Path) ->
     )
 
 
+@pytest.mark.parametrize("cap", [1, 200])
+def test_simulate_says_when_the_cap_held_sends_back(run_sopwatch, example_copy: Path, cap: int) -> None:
+    edit_config(example_copy, max_messages_per_tick=cap)
+    args = ("simulate", "--config", "config.yaml", "--from", "2026-12-01T00:00", "--to", "2026-12-03T00:00")
+    result = run_sopwatch(*args, cwd=example_copy)
+    assert result.returncode == 0, result.stderr
+    note = re.search(
+        r"^note: at (\d+) tick\(s\) max_messages_per_tick \((\d+)\) held sends back", result.stderr, re.M
+    )
+    if cap == 1:  # the example's first morning alone has more than one message due
+        assert note and int(note.group(1)) > 0 and note.group(2) == "1", result.stderr
+    else:
+        assert note is None, result.stderr
+
+
 def test_simulate_every_changes_the_grid(run_sopwatch, example_copy: Path) -> None:
     args = ("simulate", "--config", "config.yaml", "--from", "2026-12-01T00:00", "--to", "2026-12-08T00:00")
     items = json_lines(ok(run_sopwatch(*args, "--every", "1d", "--json", cwd=example_copy)))
