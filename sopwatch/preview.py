@@ -11,8 +11,9 @@ from sopwatch.core.timeexpr import Duration
 from sopwatch.daemon.engine import compose_notification
 from sopwatch.errors import SopwatchError
 from sopwatch.messages.email import Composed
+from sopwatch.messages.names import BUILTINS
 from sopwatch.messages.notification import MessageSetup, templates_folder
-from sopwatch.messages.templates import BUILTINS, TemplateSet, check_name
+from sopwatch.messages.templates import TemplateSet, check_name
 
 _KIND = {"hold": ("hold", "calendar"), "cancel": ("cancel", "cancel"), "resolved": ("resolved", "email")}
 

@@ -369,6 +369,16 @@ CASES = [
         "escalation steps must be in increasing order of 'after'",
     ),
     case(
+        "rule-unknown-template",
+        EXTRA_RULES,
+        content(
+            "rules:\n  - id: typo\n    fire_at: due\n    escalation:\n"
+            "      - notify: [owner]\n        template: reminderr\n"
+        ),
+        "reminderr",
+        "unknown template 'reminderr' (no reminderr.txt.j2 in the templates folder; did you mean 'reminder'?)",
+    ),
+    case(
         "rule-missing-escalation",
         EXTRA_RULES,
         content("rules:\n  - id: no-steps\n    fire_at: due\n"),

@@ -773,3 +773,13 @@ def test_subject_is_one_line_of_data() -> None:
     n = notification()
     assert subject_of(n, TemplateSet(), title="Fix\r\nBcc: x") == "[S&OP] A-17: Fix Bcc: x"
     assert one_line("a\n\tb") == "a b"
+
+
+def test_a_step_may_name_a_built_in_or_an_override_with_a_text_body(tmp_path: Path) -> None:
+    from sopwatch.messages.names import BUILTINS, available_templates
+
+    for name in ("mine.txt.j2", "mine.subject.j2", "_partial.txt.j2", "onlyhtml.html.j2", "notes.md"):
+        (tmp_path / name).write_text("x", encoding="utf-8")
+    (tmp_path / "folder.txt.j2").mkdir()
+    assert available_templates(tmp_path) == {*BUILTINS, "mine"}
+    assert available_templates(None) == available_templates(tmp_path / "missing") == set(BUILTINS)

@@ -31,6 +31,7 @@ from sopwatch.core.rules import RuleSet
 from sopwatch.core.state import State
 from sopwatch.core.timeexpr import Clock, Duration, ExpressionError, parse_duration
 from sopwatch.errors import ConfigError, ProblemList, SopwatchError
+from sopwatch.messages.names import available_templates
 from sopwatch.timeparse import interval_seconds
 
 log = logging.getLogger("sopwatch")
@@ -163,7 +164,8 @@ def _load_setup(config_path: Path, every_cell: bool) -> Setup:
     rules = None
     if paths is not None and cycles is not None:
         parse_date = text_date_parser(config.register_, loaded.tz)
-        compiler = RuleCompiler(fields, roles, cycles, loaded.tz, parse_date)
+        templates = available_templates(loaded.path(config.templates) if config.templates else None)
+        compiler = RuleCompiler(fields, roles, cycles, loaded.tz, parse_date, templates)
         rules = attempt(compiler.load, paths)
     if problems or rules is None:
         raise ProblemList(problems)

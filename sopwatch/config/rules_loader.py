@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Collection, Mapping
 from datetime import date, datetime
 from pathlib import Path
@@ -45,14 +46,17 @@ class RuleCompiler:
         cycles: CycleCalendar,
         tz: ZoneInfo,
         parse_date: DateParser | None = None,
+        templates: Collection[str] | None = None,
     ) -> None:
         """``parse_date`` reads a date from a register cell's text as the register does (its
-        ``date_format``), for other columns used as dates; ISO 8601 when None."""
+        ``date_format``), for other columns used as dates; ISO 8601 when None. ``templates`` are
+        the names a step may use (``messages.names.available_templates``); None checks none."""
         self.fields = frozenset(fields)
         self.roles = roles
         self.phases = cycles.phase_ids
         self.tz = tz
         self.parse_date = parse_date
+        self.templates = frozenset(templates) if templates is not None else None
 
     def load(self, paths: Collection[Path]) -> RuleSet:
         problems: list[SopwatchError] = []
@@ -159,6 +163,14 @@ class RuleCompiler:
                 duration=self._duration(spec.calendar_hold.duration, doc, (*hold_path, "duration")),
                 busy=spec.calendar_hold.busy,
                 title=spec.calendar_hold.title,
+            )
+        if spec.template is not None and self.templates is not None and spec.template not in self.templates:
+            # Else every message of the step would fall back to the built-in and alarm the admin.
+            hint = difflib.get_close_matches(spec.template, sorted(self.templates), n=1)
+            known = f"did you mean {hint[0]!r}?" if hint else f"known: {', '.join(sorted(self.templates))}"
+            raise RuleError(
+                f"unknown template {spec.template!r} (no {spec.template}.txt.j2 in the templates folder; {known})",
+                doc.location((*path, "template")),
             )
         template = spec.template or ("reminder" if index == 0 else "escalation")
         return Step(index, after, notify, cc, template, spec.via, hold)

@@ -8,7 +8,6 @@ autoescaped, and a template that fails for any reason is replaced by the built-i
 
 from __future__ import annotations
 
-import re
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,12 +31,8 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from sopwatch.errors import Location, SopwatchError
+from sopwatch.messages.names import BUILTINS, FILE_PATTERN, NAME_PATTERN
 from sopwatch.messages.render import one_line
-
-BUILTINS = ("reminder", "escalation", "resolved", "hold", "cancel", "digest")
-PARTS = ("subject", "txt", "html")
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
-FILE_PATTERN = re.compile(r"^(?P<name>[A-Za-z0-9_-]+)\.(?P<part>subject|txt|html)\.j2$")
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
