@@ -571,14 +571,22 @@ def preview_command(
     "--out",
     "out",
     type=click.Path(file_okay=False, path_type=Path),
-    default=Path("schema"),
-    show_default=True,
-    help="Folder for config.schema.json and rules.schema.json.",
+    help="Folder for config.schema.json and rules.schema.json  [default: schema/ beside the config]",
 )
-def schema_command(out: Path) -> None:
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("config.yaml"),
+    show_default=True,
+    help="The config file, whose folder gets schema/ (the file need not exist).",
+)
+def schema_command(out: Path | None, config_path: Path) -> None:
     """Write JSON Schema for the config file and rules files, for editor completion and checks."""
     from sopwatch.schema_export import write_schemas
 
+    if out is None:  # where `init` put them, and where its yaml-language-server line points
+        out = config_path.parent / "schema"
     for path in write_schemas(out):
         click.echo(f"wrote {path}")
     click.echo(
@@ -589,20 +597,35 @@ def schema_command(out: Path) -> None:
 
 
 @cli.command(name="init")
-@click.argument("folder", metavar="DIR", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("folder", metavar="[DIR]", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option(
     "--force", is_flag=True, help="Write into a non-empty DIR, overwriting files of the same names."
 )
 @click.option("--timezone", default="UTC", show_default=True, help="The organisation's IANA timezone.")
-def init_command(folder: Path, force: bool, timezone: str) -> None:
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The config file to write (its folder is DIR)  [default: DIR/config.yaml]",
+)
+def init_command(folder: Path | None, force: bool, timezone: str, config_path: Path | None) -> None:
     """Scaffold a working setup in DIR: config, people, register, calendar, rules, templates, schema."""
     from sopwatch.scaffold import scaffold
 
-    result = scaffold(folder, force=force, timezone=timezone)
+    if folder is None and config_path is None:
+        raise click.UsageError("say where: sopwatch init DIR (or --config DIR/config.yaml)")
+    if config_path is None:
+        assert folder is not None
+        config_path = folder / "config.yaml"
+    elif folder is None:
+        folder = config_path.parent
+    elif config_path.parent.resolve() != folder.resolve():
+        raise click.BadParameter(f"must lie in DIR ({folder})", param_hint="--config")
+    result = scaffold(folder, force=force, timezone=timezone, config_name=config_path.name)
     click.echo(f"wrote {len(result.files)} files in {folder}:")
     for path in result.files:
         click.echo(f"  {path.relative_to(folder).as_posix()}")
-    config = (folder / "config.yaml").as_posix()
+    config = config_path.as_posix()
     click.echo(
         "\nnext:\n"
         f"  sopwatch validate --config {config}    check everything\n"

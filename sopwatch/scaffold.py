@@ -443,8 +443,10 @@ def _register(today: date) -> str:
     return buffer.getvalue()
 
 
-def files(timezone: str = "UTC", today: date | None = None) -> dict[str, str]:
-    """Relative path -> text of every file ``init`` writes."""
+def files(
+    timezone: str = "UTC", today: date | None = None, config_name: str = "config.yaml"
+) -> dict[str, str]:
+    """Relative path -> text of every file ``init`` writes; the config is ``config_name``."""
     today = today or datetime.now(ZoneInfo(timezone)).date()  # the organisation's today
 
     def fill(text: str) -> str:
@@ -457,7 +459,7 @@ def files(timezone: str = "UTC", today: date | None = None) -> dict[str, str]:
         )
 
     result = {
-        "config.yaml": fill(CONFIG),
+        config_name: fill(CONFIG).replace("--config config.yaml", f"--config {config_name}"),
         "people.yaml": PEOPLE,
         "register.csv": _register(today),
         "cycles.yaml": fill(CYCLES),
@@ -471,9 +473,15 @@ def files(timezone: str = "UTC", today: date | None = None) -> dict[str, str]:
 
 
 def scaffold(
-    folder: Path, *, force: bool = False, timezone: str = "UTC", today: date | None = None
+    folder: Path,
+    *,
+    force: bool = False,
+    timezone: str = "UTC",
+    today: date | None = None,
+    config_name: str = "config.yaml",
 ) -> Scaffold:
-    """Write the starter setup into ``folder``; a non-empty folder needs ``force``."""
+    """Write the starter setup into ``folder`` (the config as ``config_name``); a non-empty folder
+    needs ``force``."""
     try:
         check_timezone(timezone)
     except ValueError as exc:
@@ -486,7 +494,7 @@ def scaffold(
             "into it (files with the same names are overwritten, others are left alone)"
         )
     written = []
-    for relative, text in files(timezone, today).items():
+    for relative, text in files(timezone, today, config_name).items():
         path = folder / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")

@@ -133,3 +133,24 @@ def test_the_example_rows_follow_the_calendar() -> None:
     early = files(today=date(2027, 1, 4))["register.csv"]
     assert ",2026-12,data_gathering," in early  # before this month's cutoff: last month's input
     assert 'from: "2026-12"' in generated["cycles.yaml"] and 'to: "2028-01"' in generated["cycles.yaml"]
+
+
+def test_init_takes_the_config_path_instead_of_a_folder(tmp_path: Path, run_sopwatch: CliRunner) -> None:
+    config = tmp_path / "setup" / "sop.yaml"
+    result = run_sopwatch("init", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert config.is_file() and not (tmp_path / "setup" / "config.yaml").exists()
+    assert f"sopwatch validate --config {config.as_posix()}" in result.stdout
+    assert "--config sop.yaml" in config.read_text(encoding="utf-8")  # its own comments name it
+    validated = run_sopwatch("validate", "--config", str(config))
+    assert validated.returncode == 0, validated.stdout + validated.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [((), "say where"), (("elsewhere", "--config", "setup/config.yaml"), "must lie in DIR")],
+)
+def test_init_needs_one_place_to_write(tmp_path: Path, run_sopwatch: CliRunner, args, message: str) -> None:
+    result = run_sopwatch("init", *args, cwd=tmp_path)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert list(tmp_path.iterdir()) == []

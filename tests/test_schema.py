@@ -180,3 +180,10 @@ def test_every_setting_is_documented() -> None:
                 ref = prop.get("$ref", "").removeprefix("#/$defs/")
                 described = prop.get("description") or schema["$defs"].get(ref, {}).get("description")
                 assert described, f"{name}: {model}.{key} has no description"
+
+
+def test_schema_writes_beside_the_config_it_is_given(run_sopwatch: CliRunner, tmp_path: Path) -> None:
+    """Every command takes --config (SPEC §5): here it says where the editor looks for the schema."""
+    result = run_sopwatch("schema", "--config", str(tmp_path / "setup" / "config.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "setup" / "schema" / CONFIG_FILE).read_text(encoding="utf-8"))["title"]
