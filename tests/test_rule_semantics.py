@@ -321,6 +321,29 @@ UNKNOWN_NAME_CASES = [
         "staus",
         3,
     ),
+    (
+        """
+        rules:
+          - id: r
+            when:
+              status: [open, closed]
+            escalation:
+              - notify: [owner]
+        """,
+        "closed",  # not a status: the register's spellings are mapped to the canonical ones
+        4,
+    ),
+    (
+        """
+        rules:
+          - id: r
+            when: {kind: {ne: task}}
+            escalation:
+              - notify: [owner]
+        """,
+        "task",
+        3,
+    ),
 ]
 
 

@@ -14,7 +14,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sopwatch.core.model import CANONICAL_FIELDS, TIME_FIELDS
+from sopwatch.core.model import CANONICAL_FIELDS, KINDS, STATUSES, TIME_FIELDS
 
 Record = Mapping[str, Any]
 OPS = ("eq", "ne", "in", "not_in", "lt", "lte", "gt", "gte", "empty", "regex", "contains")
@@ -136,6 +136,20 @@ DateParser = Callable[[str], "date | datetime | None"]
 _ISO_DATE_START = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
+def _check_choices(field: str, operand: Any, path: tuple[str | int, ...]) -> None:
+    """A status or kind a rule names must be a canonical one: the register's own spellings are
+    mapped to these (status_map, kind_map), so any other could never match."""
+    choices = _CHOICES[field]
+    members = list(enumerate(operand)) if isinstance(operand, list) else [(None, operand)]
+    for index, value in members:
+        if value is None or value in choices:
+            continue
+        hint = difflib.get_close_matches(str(value), choices, n=1)
+        known = f"did you mean {hint[0]!r}?" if hint else f"known: {', '.join(choices)}"
+        where = path if index is None else (*path, index)
+        raise ConditionError(f"unknown {field} {value!r} ({known})", where)
+
+
 def _is_time_operand(operand: Any) -> bool:
     """A date or an ISO date-time in a rule: the column it tests is compared as dates."""
     if isinstance(operand, list):
@@ -148,6 +162,8 @@ def _is_time_operand(operand: Any) -> bool:
         and _parse_time(operand) is not None
     )
 
+
+_CHOICES = {"status": STATUSES, "kind": KINDS}
 
 # Canonical fields that hold text or people, never dates.
 _TEXT_FIELDS = frozenset(CANONICAL_FIELDS) - TIME_FIELDS
@@ -196,6 +212,8 @@ class _Compiler:
 
     def _op(self, field: str, op: str, operand: Any, path: tuple[str | int, ...]) -> Condition:
         text = f"{field} {op} {_brief(operand)}"
+        if field in _CHOICES and op in ("eq", "ne", "in", "not_in"):
+            _check_choices(field, operand, path)
         is_tags = field == "tags"
         # A register date field, or another column tested against a date: compared as dates.
         is_time = field in TIME_FIELDS or (
