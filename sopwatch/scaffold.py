@@ -451,7 +451,8 @@ def files(
 
     def fill(text: str) -> str:
         return (
-            text.replace("%TODAY%", today.isoformat())
+            text.replace("config.yaml", config_name)  # the comments that name the config file
+            .replace("%TODAY%", today.isoformat())
             .replace("%TIMEZONE%", timezone)
             .replace("%CYCLE%", _month(today, 0))
             .replace("%FROM%", _month(today, -1))
@@ -459,12 +460,12 @@ def files(
         )
 
     result = {
-        config_name: fill(CONFIG).replace("--config config.yaml", f"--config {config_name}"),
+        config_name: fill(CONFIG),
         "people.yaml": PEOPLE,
         "register.csv": _register(today),
         "cycles.yaml": fill(CYCLES),
         **{f"rules/{name}": RULE_HEADER + text for name, text in RULES.items()},
-        "templates/reminder.txt.j2": REMINDER_TEMPLATE,
+        "templates/reminder.txt.j2": fill(REMINDER_TEMPLATE),
         "templates/README.md": TEMPLATES_README,
     }
     for name, schema in schemas().items():

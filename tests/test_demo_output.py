@@ -459,15 +459,22 @@ def short_demo(run_sopwatch, setup: Path, out: Path):  # type: ignore[no-untyped
     )  # fmt: skip
 
 
-def test_demo_refuses_to_replace_a_folder_it_did_not_write(run_sopwatch, example_copy: Path) -> None:
+@pytest.mark.parametrize(
+    "files",
+    [["notes.txt"], ["state.db", "maildir/cur/1.eml"]],  # the second looks like a daemon's folder
+)
+def test_demo_refuses_to_replace_a_folder_it_did_not_write(
+    run_sopwatch, example_copy: Path, files: list[str]
+) -> None:
     out = example_copy / "mine"
-    out.mkdir()
-    (out / "notes.txt").write_text("keep me", encoding="utf-8")
+    for name in files:
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text("keep me", encoding="utf-8")
     result = short_demo(run_sopwatch, example_copy, out)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "not empty and not the output of an earlier demo" in result.stderr
-    assert [p.name for p in out.iterdir()] == ["notes.txt"]
-    assert (out / "notes.txt").read_text(encoding="utf-8") == "keep me"
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == sorted(files)
+    assert all((out / name).read_text(encoding="utf-8") == "keep me" for name in files)
 
 
 def test_demo_writes_into_an_empty_folder_and_replaces_its_own_output(

@@ -737,10 +737,20 @@ rules:
     fire_at: status_since + 2h
     escalation:
       - notify: [owner]
+  - id: eve
+    when: {status: open}
+    fire_at: due - 1 day
+    escalation:
+      - notify: [owner]
+  - id: hour-before
+    when: {status: open}
+    fire_at: due - 3 hours
+    escalation:
+      - notify: [owner]
 """
 EDGE_HEADER = [*HEADER, "status_changed_at", "created_at"]
 # Placeholders some registers use for "no date", and their mirror images at year 1.
-FAR_FUTURE = ["9999-12-31", "9999-12-31T23:59:59", "9999-12-31T23:00-05:00", "9999-12-30"]
+FAR_FUTURE = ["9999-12-31", "9999-12-31T23:59:59", "9999-12-31T23:00-05:00", "9999-12-30", "9999-12-31T00:00"]
 FAR_PAST = ["0001-01-01", "0001-01-01T00:00+05:00"]
 
 

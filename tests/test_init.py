@@ -141,7 +141,13 @@ def test_init_takes_the_config_path_instead_of_a_folder(tmp_path: Path, run_sopw
     assert result.returncode == 0, result.stderr
     assert config.is_file() and not (tmp_path / "setup" / "config.yaml").exists()
     assert f"sopwatch validate --config {config.as_posix()}" in result.stdout
-    assert "--config sop.yaml" in config.read_text(encoding="utf-8")  # its own comments name it
+    for written in (
+        config,
+        tmp_path / "setup" / "cycles.yaml",
+        tmp_path / "setup" / "templates" / "reminder.txt.j2",
+    ):
+        text = written.read_text(encoding="utf-8")
+        assert "sop.yaml" in text and "config.yaml" not in text, written  # the comments name it
     validated = run_sopwatch("validate", "--config", str(config))
     assert validated.returncode == 0, validated.stdout + validated.stderr
 

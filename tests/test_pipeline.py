@@ -574,3 +574,18 @@ def test_a_custom_template_sees_observed_instants_and_times_in_the_recipients_zo
         "owner since 2026-12-02 04:00:00-05:00",
         "first seen 2026-12-02 04:00:00-05:00",
     ]
+
+
+def test_a_later_step_due_after_the_digest_slot_does_not_hide_the_episode_from_that_digest(
+    tmp_path: Path, engines
+) -> None:
+    """Step 0 listed since Saturday; step 1 comes due at the first tick after a weekend of
+    downtime (Monday 09:30), after the 08:00 slot: that digest still lists the episode."""
+    rules = DIGEST_RULE + "      - after: 2 days 9 hours\n        notify: [owner]\n        via: digest\n"
+    rules = rules.replace("after: 2 days 9 hours", "after: 57h")
+    config = make_setup(tmp_path / "s", [row("A-1", "ann", "2026-12-04")], rules=rules, digests=True)
+    engine = engines(config)
+    engine.tick(datetime(2026, 12, 5, 10, tzinfo=BERLIN))  # Saturday: step 0's item
+    engine.tick(datetime(2026, 12, 7, 9, 30, tzinfo=BERLIN))  # Monday after downtime: step 1 too
+    (digest,) = of_kind(config, "digest")
+    assert re.findall(r"^  - ([AN]-\d):", digest.get_body(("plain",)).get_content(), re.M) == ["A-1"]

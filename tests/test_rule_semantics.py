@@ -1103,6 +1103,9 @@ def test_another_column_as_an_anchor_is_read_with_the_registers_date_format() ->
         ("{review_date: [2026-12-04, 2026-12-05]}", "05/12/2026", True),
         ("{review_date: {ne: 2026-12-05}}", "05/12/2026", False),
         ("{review_date: {gt: 2026-12-01}}", "soon", False),  # not a date: never ordered
+        ("{review_date: {lt: 2026-12-06}}", 46000, False),  # a number from SQLite or XLSX: neither
+        ("{review_date: {lt: 2026-12-06}}", "soon", False),  # nor is text that is not a date
+        ("{review_date: {ne: 2026-12-06}}", time(10, 30), True),  # a time of day is no date
         ("{region: {gt: 2026}}", "2027", True),  # not a date operand: numbers, as before
         ("{region: {contains: 2026-12}}", "2026-12-05", True),  # text operators stay text
     ],

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from sopwatch.core.business import BusinessCalendar
@@ -459,3 +459,23 @@ def test_arithmetic_at_the_ends_of_the_calendar_stops_there_and_never_raises(
         assert datetime.fromisoformat(shown.isoformat()) == result
     if isinstance(anchor, date) and not isinstance(anchor, datetime) and anchor == date.max:
         assert result == LATEST  # 9999-12-31 means the end of a day that never ends: never due
+
+
+@settings(max_examples=300, deadline=None)
+@given(anchor=anchors, moves=steps, org=st.sampled_from(ZONES))
+@example(anchor=datetime(9999, 12, 31), moves=[(-1, Duration(1, DAYS))], org=UTC)
+@example(anchor=datetime(9999, 12, 30, 23), moves=[(-1, Duration(3, HOURS))], org=BERLIN)
+@example(anchor=datetime(1, 1, 1, 10), moves=[(1, Duration(1, DAYS))], org=UTC)
+def test_never_stays_never_and_long_ago_stays_overdue(
+    anchor: date | datetime, moves: list[tuple[int, Duration]], org: ZoneInfo
+) -> None:
+    """Steps of at most 100 years each cannot carry a placeholder date across the calendar: a
+    9999-12-31 minus a day is still "never", a 0001-01-01 plus a day still long overdue."""
+    clock = Clock(org, BusinessCalendar())
+    result = TimeExpression("x", "due", tuple(moves)).evaluate(clock, anchor)
+    assert result is not None
+    day = anchor if not isinstance(anchor, datetime) else anchor.replace(tzinfo=None).date()
+    if day >= date(9999, 11, 1):
+        assert result.astimezone(UTC).year >= 9000, (anchor, moves, result)
+    elif day <= date(1, 2, 28):
+        assert result.astimezone(UTC).year <= 1000, (anchor, moves, result)

@@ -163,6 +163,7 @@ def _is_time_operand(operand: Any) -> bool:
     )
 
 
+_NOT_A_TIME = -2  # what _time_key says of a value that is no date: no comparison holds
 _CHOICES = {"status": STATUSES, "kind": KINDS}
 
 # Canonical fields that hold text or people, never dates.
@@ -315,7 +316,12 @@ class _Compiler:
             "gte": lambda c: c >= 0,
         }[op]
         if is_time:
-            return lambda v: v is not None and compare(self._time_key(v, operand))
+
+            def check_time(v: Any) -> bool:
+                key = self._time_key(v, operand) if v is not None else _NOT_A_TIME
+                return key != _NOT_A_TIME and compare(key)
+
+            return check_time
         number = _number(operand)
         text = str(operand)
 
@@ -336,8 +342,10 @@ class _Compiler:
         if isinstance(value, str):
             parsed = self.parse_date(value.strip())
             if parsed is None:
-                return -2  # unparseable: never equal, never ordered
+                return _NOT_A_TIME  # unparseable: never equal, never ordered
             value = parsed
+        elif not isinstance(value, date):  # a number or a time of day in another column
+            return _NOT_A_TIME
         if isinstance(value, datetime) and isinstance(operand, datetime):
             a = value if value.tzinfo else value.replace(tzinfo=self.tz)
             b = operand if operand.tzinfo else operand.replace(tzinfo=self.tz)

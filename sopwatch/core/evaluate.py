@@ -163,7 +163,10 @@ def observe(
             continue
         fields = actions[action_id].fields
         record = dict(fields)
-        record.update(observed_fields(fields, seen))
+        # observed_fields, inlined: this loop runs for every open action of a full scan.
+        record["status_since"] = fields.get("status_changed_at") or seen.status_since
+        record["owner_since"] = seen.owner_since
+        record["first_seen"] = seen.first_seen
         records[action_id] = record
     return records, changed
 

@@ -129,17 +129,21 @@ class Clock:
             local = instant.astimezone(self.tz)
         except OverflowError:  # the instant itself lies within hours of the calendar's end
             return LATEST if instant.year > 1 else EARLIEST
-        beyond = LATEST if sign > 0 else EARLIEST
         try:
             if duration.is_clock:
                 minutes = duration.amount * (60 if duration.unit == HOURS else 1)
                 moved = local.astimezone(UTC) + timedelta(minutes=sign * minutes)
-                return moved.astimezone(self.tz) if EARLIEST <= moved <= LATEST else beyond
+                # Whichever end it crossed, not the step's sign: 9999-12-31 - 1 hour is still never.
+                return (
+                    LATEST if moved > LATEST else EARLIEST if moved < EARLIEST else moved.astimezone(self.tz)
+                )
             day = self.shift_date(local.date(), sign, duration)
-        except OverflowError:
-            return beyond
-        if not _FIRST_DAY <= day <= _LAST_DAY:
-            return beyond
+        except OverflowError:  # moved off the calendar, in the step's direction
+            return LATEST if sign > 0 else EARLIEST
+        if day > _LAST_DAY:
+            return LATEST
+        if day < _FIRST_DAY:
+            return EARLIEST
         return datetime.combine(day, local.time(), tzinfo=self.tz)
 
     def add(self, instant: datetime, duration: Duration) -> datetime:
@@ -160,10 +164,8 @@ class TimeExpression:
         """Apply the steps to the anchor's ``value``; the caller resolves the anchor."""
         if value is None:
             return None
-        if isinstance(value, datetime):
-            current: date | datetime = value if value.tzinfo else value.replace(tzinfo=clock.tz)
-        else:
-            current = value
+        # A date-time anchor past an end of the calendar starts from that end (as_instant).
+        current: date | datetime = clock.as_instant(value) if isinstance(value, datetime) else value
         for sign, duration in self.steps:
             if isinstance(current, datetime):
                 current = clock.shift(current, sign, duration)

@@ -81,17 +81,16 @@ def _play(changes: list[Change], setup: Setup):  # type: ignore[no-untyped-def]
     return hook
 
 
-# A demo replaces its --out folder only if that holds nothing but what a demo writes, so that
-# `--out .` or `--out ~` cannot wipe someone's files.
+# A demo replaces a non-empty --out folder only if an earlier demo wrote it (this file in it), so
+# that `--out .`, `--out ~` or a production state folder cannot be wiped.
 DEMO_MARKER = ".sopwatch-demo"
-_DEMO_ENTRIES = {DEMO_MARKER, "eml", "ics", "maildir", "state.db", "state.db-wal", "state.db-shm"}
 
 
 def run_demo(config_path: Path, out: Path, start: datetime, end: datetime, every: timedelta) -> DemoResult:
     if out.exists():
         if not out.is_dir():
             raise SopwatchError(f"{out}: --out must be a folder")
-        if not {entry.name for entry in out.iterdir()} <= _DEMO_ENTRIES:
+        if any(out.iterdir()) and not (out / DEMO_MARKER).is_file():
             raise SopwatchError(
                 f"{out}: not empty and not the output of an earlier demo; choose a new or empty folder"
             )

@@ -326,15 +326,6 @@ class Engine:
                     expired.append(item["id"])  # nobody it may go to: not kept pending forever
             for address in to:
                 by_recipient[address].append(item)
-        # An item stays in every digest until its episode resolves: a digest lists what is stuck.
-        # An episode with more than one digest step is listed once, at its latest step.
-        for pending in by_recipient.values():
-            latest: dict[str, dict[str, Any]] = {}
-            for item in pending:
-                mine = latest.get(item["episode"])
-                if mine is None or (item["step"], item["id"]) > (mine["step"], mine["id"]):
-                    latest[item["episode"]] = item
-            pending[:] = [i for i in pending if latest[i["episode"]] is i]
         if expired:
             self.store.mark_digested(expired, now)
         env = setup.environment
@@ -351,7 +342,9 @@ class Engine:
                     datetime.fromisoformat(i["at"]) <= slot for i in pending
                 ):
                     continue
-                listed = [i for i in pending if datetime.fromisoformat(i["at"]) <= slot]
+                # An item stays in every digest until its episode resolves (a digest lists what
+                # is stuck), once per digest: at the latest of its digest steps due by the slot.
+                listed = _latest_per_episode([i for i in pending if datetime.fromisoformat(i["at"]) <= slot])
                 if scopes is None:
                     records = _records(snapshot, self._current_state(setup), now)
                     scopes = ScopeFigures(
@@ -522,6 +515,15 @@ def _records(snapshot: Snapshot, state: State, now: datetime) -> list[dict[str, 
     """Register fields plus the observed instants, for the digest figures."""
     records, _ = observe(snapshot, state, now)
     return list(records.values())
+
+
+def _latest_per_episode(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    latest: dict[str, dict[str, Any]] = {}
+    for item in items:
+        mine = latest.get(item["episode"])
+        if mine is None or (item["step"], item["id"]) > (mine["step"], mine["id"]):
+            latest[item["episode"]] = item
+    return [i for i in items if latest[i["episode"]] is i]
 
 
 def _digest_item(item: Mapping[str, Any], snapshot: Snapshot, setup: Setup) -> DigestItem:
