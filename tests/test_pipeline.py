@@ -589,3 +589,33 @@ def test_a_later_step_due_after_the_digest_slot_does_not_hide_the_episode_from_t
     engine.tick(datetime(2026, 12, 7, 9, 30, tzinfo=BERLIN))  # Monday after downtime: step 1 too
     (digest,) = of_kind(config, "digest")
     assert re.findall(r"^  - ([AN]-\d):", digest.get_body(("plain",)).get_content(), re.M) == ["A-1"]
+
+
+def test_a_send_held_back_by_a_silence_goes_out_when_the_silence_ends(engines, tmp_path: Path) -> None:
+    """Queued on Saturday for Monday; a silence from Saturday 11:00 to Sunday 12:00 catches it on
+    Sunday's tick. When it ends the step was never notified, so it goes out on Monday, once (SPEC §2)."""
+    config = office_hours_setup(tmp_path / "s")
+    engine = engines(config)
+    engine.tick(datetime(2026, 12, 5, 10, tzinfo=BERLIN))
+    store = StateStore(config.parent / "state.db")
+    try:
+        store.add_silence(
+            Silence(
+                "brief", datetime(2026, 12, 6, 12, tzinfo=BERLIN), "ops", "migration",
+                action="A-1", created_at=datetime(2026, 12, 5, 11, tzinfo=BERLIN),
+            )
+        )  # fmt: skip
+    finally:
+        store.close()
+    engine.tick(datetime(2026, 12, 6, 10, tzinfo=BERLIN))  # Sunday, silenced
+    engine.tick(datetime(2026, 12, 6, 13, tzinfo=BERLIN))  # the silence has ended
+    engine.tick(datetime(2026, 12, 7, 9, tzinfo=BERLIN))  # Monday, in the window
+    sent = delivered(config)
+    assert sorted(kind_of(m) for _raw, m in sent) == ["hold", "reminder"]
+    rows = outbox_statuses(config)
+    assert [(kind, status) for kind, status, _ in rows] == [
+        ("reminder", "silenced"),
+        ("hold", "silenced"),
+        ("reminder", "sent"),
+        ("hold", "sent"),
+    ]

@@ -173,6 +173,40 @@ WITHDRAWN_UNSENT = "withdrawn: the episode resolved before this went out"
 WITHDRAWN_UNTOLD = "withdrawn: nobody received what this would cancel or close"
 
 
+@dataclass(frozen=True, slots=True)
+class QueuedSend:
+    """An outbox row of a step send that has not gone out (see ``StateStore.queued_sends``)."""
+
+    id: int
+    rule: str
+    action: str
+    episode: str
+    step: int
+    repeat: int
+    kind: str
+
+
+def _write_episodes(db: sqlite3.Connection, episodes: Iterable[Episode]) -> None:
+    db.executemany(
+        "INSERT OR REPLACE INTO episodes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                episode.id,
+                episode.rule,
+                episode.action,
+                episode.number,
+                _iso(episode.fired_at),
+                _iso(episode.opened_at),
+                _steps_json(dict(episode.steps)),
+                _holds_json(dict(episode.holds)),
+                _iso(episode.resolved_at),
+                episode.resolution,
+            )
+            for episode in episodes
+        ],
+    )
+
+
 def _told_before(db: sqlite3.Connection, n: Notification) -> bool:
     """Whether anyone received the hold this cancels, or (for any other notice about a resolved
     episode) any email of that episode: else the notice has nothing to cancel or close."""
@@ -277,22 +311,7 @@ class StateStore:
                     for a, o in evaluation.observations.items()
                 ],
             )
-            for episode in (*evaluation.episodes, *evaluation.resolved):
-                db.execute(
-                    "INSERT OR REPLACE INTO episodes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        episode.id,
-                        episode.rule,
-                        episode.action,
-                        episode.number,
-                        _iso(episode.fired_at),
-                        _iso(episode.opened_at),
-                        _steps_json(dict(episode.steps)),
-                        _holds_json(dict(episode.holds)),
-                        _iso(episode.resolved_at),
-                        episode.resolution,
-                    ),
-                )
+            _write_episodes(db, (*evaluation.episodes, *evaluation.resolved))
             resolved = {episode.id for episode in evaluation.resolved}
             for episode_id in resolved:
                 db.execute(
@@ -368,24 +387,38 @@ class StateStore:
         )
         return cursor.rowcount > 0
 
-    def queued_sends(self) -> list[tuple[int, str, str]]:
-        """(row id, rule, action) of step sends (reminders, escalations, holds) not yet gone out."""
-        return self.db.execute(
-            "SELECT id, rule, action FROM outbox WHERE status IN (?, ?)"
-            " AND kind IN ('reminder', 'escalation', 'hold') ORDER BY id",
-            PENDING,
-        ).fetchall()
+    def queued_sends(self) -> list[QueuedSend]:
+        """Step sends (reminders, escalations, holds) not yet gone out, in queue order."""
+        return [
+            QueuedSend(*row)
+            for row in self.db.execute(
+                "SELECT id, rule, action, episode, step, repeat, kind FROM outbox WHERE status IN (?, ?)"
+                " AND kind IN ('reminder', 'escalation', 'hold') ORDER BY id",
+                PENDING,
+            )
+        ]
 
-    def silence_queued(self, silenced: Mapping[int, Silence]) -> None:
-        """Hold back queued rows a silence added after they were queued now covers (SPEC §2: a
-        silenced notification is recorded, not sent, and not sent later)."""
-        self.db.executemany(
-            "UPDATE outbox SET status = 'silenced', last_error = ? WHERE id = ? AND status IN (?, ?)",
-            [
-                (f"silenced by {s.id} ({s.reason}) before it went out", row, *PENDING)
-                for row, s in silenced.items()
-            ],
-        )
+    def silence_queued(self, silenced: Mapping[int, Silence], episodes: Iterable[Episode]) -> None:
+        """Hold back queued rows a silence added after they were queued now covers, and store the
+        ``episodes`` that no longer count those sends as made, in one transaction (SPEC §2: a
+        silenced notification is recorded, not sent, and not sent later; the current step is
+        notified when the silence ends, if it never was)."""
+        with self.transaction():
+            # The row gives up its key: the send after the silence ends has the same one.
+            self.db.executemany(
+                "UPDATE outbox SET status = 'silenced', last_error = ?, key = key || ?"
+                " WHERE id = ? AND status IN (?, ?)",
+                [
+                    (
+                        f"silenced by {s.id} ({s.reason}) before it went out",
+                        f"|held back by {s.id}",
+                        row,
+                        *PENDING,
+                    )
+                    for row, s in silenced.items()
+                ],
+            )
+            _write_episodes(self.db, episodes)
 
     def due(self, now: datetime, limit: int = 500) -> list[OutboxRow]:
         """Pending messages whose window has opened and whose retry time has come."""

@@ -27,7 +27,7 @@ from sopwatch.config.loader import Setup, load_setup, with_silence_matchers
 from sopwatch.core.digest import ScopeFigures, parse_schedule, scope_of
 from sopwatch.core.evaluate import Evaluation, Notification, Plan, apply, evaluate, observe, observed_fields
 from sopwatch.core.model import Action, Snapshot
-from sopwatch.core.state import Silence, State
+from sopwatch.core.state import Episode, Silence, State
 from sopwatch.daemon.guard import RegisterGuard
 from sopwatch.daemon.inputs import SetupWatcher
 from sopwatch.daemon.policy import filter_notification, is_allowed, refusal_reason
@@ -219,7 +219,7 @@ class Engine:
             )
         report.digests = self._digests(snapshot, now)
         self._flush_admin(now)
-        self._silence_queued(snapshot, state, now)
+        self._silence_queued(snapshot, now)
         self.deliver(now, report)
         if self._pending_admin:
             # Failed sends found just now: enqueue the admin notice before the tick ends (a
@@ -229,23 +229,37 @@ class Engine:
         self.store.beat(now, report.line())
         return report
 
-    def _silence_queued(self, snapshot: Snapshot, state: State, now: datetime) -> None:
-        """Queued sends that a silence added since covers do not go out (e.g. waiting for Monday)."""
+    def _silence_queued(self, snapshot: Snapshot, now: datetime) -> None:
+        """Queued sends that a silence added since covers do not go out (e.g. waiting for Monday).
+
+        Their episodes then count those sends as silenced, not made: when the silence ends, the
+        current step goes out if it never did (SPEC §2), and a hold nobody received is forgotten.
+        """
+        state = self._state
+        assert state is not None  # this tick's state, applied
         silences = [s for s in state.silences if now < s.ends_at]
         if not silences:
             return
         records: dict[str, Mapping[str, Any]] = {}
         silenced: dict[int, Silence] = {}
-        for row, rule, action in self.store.queued_sends():
-            if action not in records:
-                known = snapshot.actions.get(action)
-                records[action] = known.fields if known is not None else {"id": action}
-            found = next((s for s in silences if s.matches(rule, records[action], now)), None)
-            if found is not None:
-                silenced[row] = found
+        undone: dict[tuple[str, str], Episode] = {}  # the episodes, as they become
+        for row in self.store.queued_sends():
+            if row.action not in records:
+                known = snapshot.actions.get(row.action)
+                records[row.action] = known.fields if known is not None else {"id": row.action}
+            found = next((s for s in silences if s.matches(row.rule, records[row.action], now)), None)
+            if found is None:
+                continue
+            silenced[row.id] = found
+            key = (row.rule, row.action)
+            episode = undone.get(key) or state.episodes.get(key)
+            if episode is not None and episode.id == row.episode:
+                undone[key] = _unsent(episode, row.step, row.repeat, row.kind == "hold")
         if silenced:
             log.info("%d queued messages held back by silences added after they were queued", len(silenced))
-            self.store.silence_queued(silenced)
+            self.store.silence_queued(silenced, undone.values())
+            self._state = replace(state, episodes={**state.episodes, **undone})
+            self._plan = None  # its next looks assumed these sends were made
 
     def _deliver_only(self, loaded: Setup, now: datetime) -> TickReport:
         """No register accepted yet (the guard refused the first one): deliver, tell, evaluate nothing."""
@@ -515,6 +529,18 @@ def _records(snapshot: Snapshot, state: State, now: datetime) -> list[dict[str, 
     """Register fields plus the observed instants, for the digest figures."""
     records, _ = observe(snapshot, state, now)
     return list(records.values())
+
+
+def _unsent(episode: Episode, step: int, repeat: int, hold: bool) -> Episode:
+    """``episode`` as if send ``repeat`` of ``step`` (or the step's hold) had been silenced."""
+    if hold:
+        return replace(episode, holds={i: h for i, h in episode.holds.items() if i != step})
+    made = episode.steps.get(step)
+    if made is None:
+        return episode
+    last_sent = made.last_sent if repeat > 0 else None
+    steps = {**episode.steps, step: replace(made, sends=repeat, last_sent=last_sent, silenced=True)}
+    return replace(episode, steps=steps)
 
 
 def _latest_per_episode(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
