@@ -490,3 +490,12 @@ def test_demo_writes_into_an_empty_folder_and_replaces_its_own_output(
     again = short_demo(run_sopwatch, example_copy, out)
     assert again.returncode == 0, again.stderr
     assert sorted(p.name for p in (out / "eml").iterdir()) == emails  # replaced, not added to
+
+
+def test_messages_are_signed_with_the_organisation_named_in_from(demo: Demo) -> None:
+    escalation = next(m for m in demo.messages if m.kind == "escalation")  # the built-in template
+    assert escalation.message["From"].addresses[0].display_name == "Northwind Home Care"
+    text = escalation.message.get_body(("plain",)).get_content()
+    assert "Sent automatically by sopwatch for Northwind Home Care" in text
+    reminder = next(m for m in demo.messages if m.kind == "reminder")  # the example's override
+    assert "sopwatch for Northwind Home Care S&OP" in reminder.message.get_body(("plain",)).get_content()
