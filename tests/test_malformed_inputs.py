@@ -379,6 +379,17 @@ CASES = [
         "unknown template 'reminderr' (no reminderr.txt.j2 in the templates folder; did you mean 'reminder'?)",
     ),
     case(
+        "rule-that-can-never-fire",
+        EXTRA_RULES,
+        content(
+            "rules:\n  - id: dead\n    when: {status: [done, approved]}\n    escalation:\n"
+            "      - notify: [owner]\n"
+        ),
+        "{status: [done",
+        "this rule can never fire: it asks for status approved, done, and terminal actions are never "
+        "considered (terminal_statuses)",
+    ),
+    case(
         "rule-missing-escalation",
         EXTRA_RULES,
         content("rules:\n  - id: no-steps\n    fire_at: due\n"),

@@ -165,7 +165,7 @@ def _load_setup(config_path: Path, every_cell: bool) -> Setup:
     if paths is not None and cycles is not None:
         parse_date = text_date_parser(config.register_, loaded.tz)
         templates = available_templates(loaded.path(config.templates) if config.templates else None)
-        compiler = RuleCompiler(fields, roles, cycles, loaded.tz, parse_date, templates)
+        compiler = RuleCompiler(fields, roles, cycles, loaded.tz, parse_date, templates, terminal)
         rules = attempt(compiler.load, paths)
     if problems or rules is None:
         raise ProblemList(problems)

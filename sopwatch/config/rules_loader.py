@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from sopwatch.config.schema import RulesFile, RuleSpec, StepSpec
 from sopwatch.config.validation import require_mapping, validate_model
 from sopwatch.config.yamlsource import LocatedDocument, Path_, load_yaml_file
-from sopwatch.core.conditions import ConditionError, DateParser, compile_condition
+from sopwatch.core.conditions import ConditionError, DateParser, compile_condition, pinned_values
 from sopwatch.core.model import TIME_FIELDS, CycleCalendar
 from sopwatch.core.recipients import RecipientError, RecipientExpr, parse_recipient
 from sopwatch.core.rules import AnchorGetter, CalendarHold, CompiledTime, Rule, RuleSet, Step
@@ -47,16 +47,19 @@ class RuleCompiler:
         tz: ZoneInfo,
         parse_date: DateParser | None = None,
         templates: Collection[str] | None = None,
+        terminal: Collection[str] | None = None,
     ) -> None:
         """``parse_date`` reads a date from a register cell's text as the register does (its
         ``date_format``), for other columns used as dates; ISO 8601 when None. ``templates`` are
-        the names a step may use (``messages.names.available_templates``); None checks none."""
+        the names a step may use (``messages.names.available_templates``); None checks none.
+        ``terminal`` are the terminal statuses: a rule that asks only for those is refused."""
         self.fields = frozenset(fields)
         self.roles = roles
         self.phases = cycles.phase_ids
         self.tz = tz
         self.parse_date = parse_date
         self.templates = frozenset(templates) if templates is not None else None
+        self.terminal = frozenset(terminal) if terminal is not None else None
 
     def load(self, paths: Collection[Path]) -> RuleSet:
         problems: list[SopwatchError] = []
@@ -109,6 +112,18 @@ class RuleCompiler:
                 raise RuleError(str(exc), doc.location((*base, "when", *exc.path), key=exc.key)) from None
 
         when = attempt(condition)
+        if when is not None and self.terminal is not None:
+            statuses = pinned_values(when).get("status")
+            if statuses is not None and statuses <= self.terminal:
+                # Only non-terminal actions are considered (SPEC §2): such a rule is dead.
+                listing = ", ".join(sorted(statuses)) or "none"
+                problems.append(
+                    RuleError(
+                        f"this rule can never fire: it asks for status {listing}, and terminal actions are "
+                        "never considered (terminal_statuses)",
+                        doc.location((*base, "when")),
+                    )
+                )
         fire_at = attempt(self._time, spec.fire_at, doc, (*base, "fire_at"), False) if spec.fire_at else None
         repeat = attempt(self._duration, spec.repeat, doc, (*base, "repeat")) if spec.repeat else None
         if repeat is not None and repeat.amount <= 0:  # would re-send on every tick of the daemon
