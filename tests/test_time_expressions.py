@@ -457,7 +457,7 @@ def test_arithmetic_at_the_ends_of_the_calendar_stops_there_and_never_raises(
     for zone in ZONES:  # every recipient's zone can show it, and it can be stored and read back
         shown = result.astimezone(zone)
         assert datetime.fromisoformat(shown.isoformat()) == result
-    if isinstance(anchor, date) and not isinstance(anchor, datetime) and anchor == date.max:
+    if not moves and isinstance(anchor, date) and not isinstance(anchor, datetime) and anchor == date.max:
         assert result == LATEST  # 9999-12-31 means the end of a day that never ends: never due
 
 
