@@ -1118,6 +1118,25 @@ def test_another_column_tested_against_a_date_is_compared_as_a_date(
     assert rule.matches(action(**{field: cell}).fields) is matches
 
 
+def rules_over_columns(columns: set[str], yaml_text: str) -> RuleSet:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "rules.yaml"
+        path.write_text(textwrap.dedent(yaml_text).lstrip("\n"), encoding="utf-8")
+        return RuleCompiler(FIELDS | columns, ROLES, CycleCalendar(), BERLIN).load([path])
+
+
+def test_a_header_with_spaces_is_an_anchor_in_lower_case_with_underscores() -> None:
+    """A time expression cannot spell ``Review date``; ``review_date`` names that column."""
+    rules = rules_over_columns(
+        {"Next Review-Date"}, one_rule("{status: open}", fire_at='"next_review_date - 1 business day"')
+    )
+    snap = snapshot(action(**{"Next Review-Date": "2026-12-07"}))
+    log = run(snap, rules, make_env(), berlin(2026, 12, 4, 12), berlin(2026, 12, 6), timedelta(hours=1))
+    assert [n.fire_at for n in log] == [berlin(2026, 12, 5)]
+    with pytest.raises(ProblemList, match="unknown anchor 'next_review_date'"):  # two columns spell it
+        rules_over_columns({"Next review date", "next-review-date"}, one_rule(fire_at="next_review_date"))
+
+
 # --- observed fields ----------------------------------------------------------------------------
 
 STALE = one_rule(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Collection, Mapping
 from datetime import date, datetime
 from pathlib import Path
@@ -228,11 +229,18 @@ class RuleCompiler:
             return _phase_getter(phase_id, attribute)
         if len(parts) != 1:
             raise ExpressionError(f"unknown anchor {anchor!r}")
-        if anchor not in self.fields:
-            raise ExpressionError(f"unknown anchor {anchor!r}: not a field of the register")
         if anchor in TIME_FIELDS:
             return lambda record, cycles, now, fire_at: record.get(anchor)
-        return _text_date_getter(anchor, self.parse_date)
+        field = anchor if anchor in self.fields else self._column_spelled(anchor)
+        if field is None:
+            raise ExpressionError(f"unknown anchor {anchor!r}: not a field of the register")
+        return _text_date_getter(field, self.parse_date)
+
+    def _column_spelled(self, anchor: str) -> str | None:
+        """The register column an anchor names in lower case with underscores: ``review_date`` for
+        a header ``Review date``, which a time expression cannot spell as it is."""
+        found = [f for f in self.fields if re.sub(r"[\s\-]+", "_", f.strip()).lower() == anchor.lower()]
+        return found[0] if len(found) == 1 else None
 
 
 def _phase_getter(phase_id: str, attribute: str) -> AnchorGetter:
