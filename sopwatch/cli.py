@@ -319,6 +319,17 @@ def _open_store(obj: Context) -> StateStore:
     return StateStore(loaded.path(loaded.config.state))
 
 
+def _read_store(obj: Context) -> StateStore | None:
+    """The state file opened for reading, None if there is none yet: listing creates nothing (a
+    mistyped ``state:`` path says so instead of leaving an empty state file behind)."""
+    loaded = obj.setup.loaded
+    path = loaded.path(loaded.config.state)
+    if not path.exists():
+        click.echo(f"note: no state file at {path} yet", err=True)
+        return None
+    return StateStore(path, readonly=True)
+
+
 @cli.command()
 @click.option("--once", is_flag=True, help="One tick, then exit (for cron or systemd timers).")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
@@ -423,11 +434,12 @@ def silence_add(
 def silence_list(obj: Context, show_all: bool) -> None:
     """List silences."""
     now = obj.instant(None)
-    store = _open_store(obj)
+    store = _read_store(obj)
     try:
-        silences = store.silences()
+        silences = store.silences() if store is not None else []
     finally:
-        store.close()
+        if store is not None:
+            store.close()
     tz = obj.setup.loaded.tz
     for s in silences:
         if not show_all and s.ends_at <= now:
@@ -450,6 +462,11 @@ def silence_list(obj: Context, show_all: bool) -> None:
 @with_config
 def silence_expire(obj: Context, silence_id: str) -> None:
     """End a silence now."""
+    loaded = obj.setup.loaded
+    if not loaded.path(loaded.config.state).exists():
+        raise SopwatchError(
+            f"no silence {silence_id!r} (no state file at {loaded.path(loaded.config.state)})"
+        )
     store = _open_store(obj)
     try:
         found = store.expire_silence(silence_id, obj.instant(None))
@@ -470,11 +487,12 @@ def silence_expire(obj: Context, silence_id: str) -> None:
 @with_config
 def outbox(obj: Context, status: str | None, as_json: bool) -> None:
     """What was sent, is pending, or failed."""
-    store = _open_store(obj)
+    store = _read_store(obj)
     try:
-        rows = store.outbox(status)
+        rows = store.outbox(status) if store is not None else []
     finally:
-        store.close()
+        if store is not None:
+            store.close()
     for row in rows:
         if as_json:
             click.echo(json.dumps(row, ensure_ascii=False))

@@ -422,3 +422,16 @@ def test_run_once_exits_1_when_its_tick_fails_and_commits_nothing(run_sopwatch, 
         assert db.execute("SELECT count(*) FROM episodes").fetchone() == (0,)  # all or nothing
     db.close()
     assert not (example_copy / "mail" / "new").exists() or not any((example_copy / "mail" / "new").iterdir())
+
+
+def test_listing_commands_create_no_state_file(run_sopwatch, example_copy: Path) -> None:
+    """A mistyped `state:` path is said, not papered over with a new empty state file."""
+    state = example_copy / "demo-out" / "state.db"  # the example's, not there in a fresh copy
+    out = cli(run_sopwatch, example_copy, "outbox")
+    assert out.returncode == 0 and out.stdout.strip() == "the outbox is empty"
+    assert f"note: no state file at {state} yet" in out.stderr
+    listed = cli(run_sopwatch, example_copy, "silence", "list")
+    assert listed.returncode == 0 and listed.stdout == ""
+    expired = cli(run_sopwatch, example_copy, "silence", "expire", "s-1")
+    assert expired.returncode == 1 and "no silence 's-1'" in expired.stderr
+    assert not state.exists() and not state.parent.exists()

@@ -333,6 +333,14 @@ def test_maildir_writes_parseable_messages(tmp_path: Path) -> None:
     assert len(mailbox.Maildir(box_path, create=False)) == 2
 
 
+def test_maildir_folders_are_made_with_their_parents(tmp_path: Path) -> None:
+    """`path: demo-out/maildir` in a fresh copy of a setup: nothing of it exists yet."""
+    box_path = tmp_path / "demo-out" / "maildir"
+    [result] = run(MaildirTransport(box_path).send_batch([message(1, "a@example.com")]))
+    assert result.error is None and result.accepted == ("a@example.com",)
+    assert len(mailbox.Maildir(box_path, create=False)) == 1
+
+
 def test_maildir_messages_read_back_in_the_order_written(tmp_path: Path) -> None:
     # The tests read a maildir in the order it was written (daemon_setup.in_delivery_order); plain
     # file-name order is not that order within a second (the microseconds are not zero-padded).

@@ -25,6 +25,8 @@ class MaildirTransport:
 
     def _write_all(self, messages: list[OutgoingMessage]) -> list[SendResult]:
         try:
+            # Maildir creates the folder itself but not its parents (`path: demo-out/maildir` in a fresh setup).
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             box = mailbox.Maildir(self.path, factory=None, create=True)
         except OSError as exc:
             error = f"cannot open maildir {self.path}: {exc}"
