@@ -93,9 +93,13 @@ def warn_problems(setup: Setup) -> None:
         click.echo(f"warning: {problem} (row skipped)", err=True)
 
 
+def _state_path(setup: Setup) -> Path:
+    return setup.loaded.path(setup.loaded.config.state)
+
+
 def _load_state(setup: Setup) -> State:
     """The stored state, read without changing anything; a fresh state when there is none yet."""
-    path = setup.loaded.path(setup.loaded.config.state)
+    path = _state_path(setup)
     if not path.exists():
         return State()
     store = StateStore(path, readonly=True)
@@ -315,15 +319,13 @@ def _print_summary(notifications: list[Notification]) -> None:
 
 
 def _open_store(obj: Context) -> StateStore:
-    loaded = obj.setup.loaded
-    return StateStore(loaded.path(loaded.config.state))
+    return StateStore(_state_path(obj.setup))
 
 
 def _read_store(obj: Context) -> StateStore | None:
     """The state file opened for reading, None if there is none yet: listing creates nothing (a
     mistyped ``state:`` path says so instead of leaving an empty state file behind)."""
-    loaded = obj.setup.loaded
-    path = loaded.path(loaded.config.state)
+    path = _state_path(obj.setup)
     if not path.exists():
         click.echo(f"note: no state file at {path} yet", err=True)
         return None
@@ -462,11 +464,9 @@ def silence_list(obj: Context, show_all: bool) -> None:
 @with_config
 def silence_expire(obj: Context, silence_id: str) -> None:
     """End a silence now."""
-    loaded = obj.setup.loaded
-    if not loaded.path(loaded.config.state).exists():
-        raise SopwatchError(
-            f"no silence {silence_id!r} (no state file at {loaded.path(loaded.config.state)})"
-        )
+    path = _state_path(obj.setup)
+    if not path.exists():
+        raise SopwatchError(f"no silence {silence_id!r} (no state file at {path})")
     store = _open_store(obj)
     try:
         found = store.expire_silence(silence_id, obj.instant(None))
