@@ -124,11 +124,16 @@ def message_id_for(
 ) -> str:
     """Deterministic: the same outbox key and recipients give the same id after a crash and restart;
     ``instance`` (the state file's token) keeps it apart from another state file's message."""
-    material = key + "|" + ",".join(sorted(a.strip().lower() for a in recipients))
+    digest = _id_digest(key + "|" + ",".join(sorted(a.strip().lower() for a in recipients)), instance)
+    return f"<{digest}.{_safe_id(action_id)}@{sender_domain(sender)}>"
+
+
+def _id_digest(material: str, instance: str) -> str:
+    """The unique part of a Message-ID: ``material`` hashed, with the state file's token (an empty
+    token, from a state file older than tokens, leaves the ids such a file made unchanged)."""
     if instance:
         material = f"{instance}|{material}"
-    digest = hashlib.sha1(material.encode("utf-8")).hexdigest()[:24]
-    return f"<{digest}.{_safe_id(action_id)}@{sender_domain(sender)}>"
+    return hashlib.sha1(material.encode("utf-8")).hexdigest()[:24]
 
 
 def hold_uid(uid: str, instance: str) -> str:
@@ -324,10 +329,7 @@ def compose_digest(
         summary=_summary_context(summary),
     )
     rendered = templates.render("digest", in_recipient_zone(context), builtin="digest")
-    material = f"{digest_id}|{recipient.strip().lower()}|{now.isoformat()}"
-    if instance:
-        material = f"{instance}|{material}"
-    digest = hashlib.sha1(material.encode("utf-8")).hexdigest()[:24]
+    digest = _id_digest(f"{digest_id}|{recipient.strip().lower()}|{now.isoformat()}", instance)
     message_id = f"<{digest}.digest-{_safe_id(digest_id)}@{sender_domain(sender)}>"
     message = _base_message(
         sender=sender, to=[recipient], cc=[], subject=rendered.subject, now=now, message_id=message_id
