@@ -26,7 +26,15 @@ from zoneinfo import ZoneInfo
 
 from sopwatch.collector import collector_paused
 from sopwatch.config.schema import RegisterConfig
-from sopwatch.core.model import CANONICAL_FIELDS, DATE_FIELDS, KINDS, STATUSES, Action, Snapshot
+from sopwatch.core.model import (
+    CANONICAL_FIELDS,
+    DATE_FIELDS,
+    KINDS,
+    STATUSES,
+    Action,
+    Snapshot,
+    name_of_header,
+)
 from sopwatch.errors import ConfigError, InputError, Location, ProblemList, SopwatchError
 
 Converter = Callable[[Any], Any]
@@ -273,10 +281,6 @@ def _is_date_format(cell: Any, cache: dict[str, bool]) -> bool:
 def _key(text: str) -> str:
     """How spellings are compared: case and runs of whitespace do not matter."""
     return " ".join(text.split()).casefold()
-
-
-def _canonical_guess(header: str) -> str:
-    return re.sub(r"[\s\-]+", "_", header.strip().lower())
 
 
 def _hint(word: str, choices: Sequence[str]) -> str:
@@ -540,7 +544,7 @@ def _map_headers(
     for index, text in enumerate(texts):
         if text is None or index in names:
             continue
-        guess = _canonical_guess(text)
+        guess = name_of_header(text)
         if guess in _CANONICAL and guess not in assigned:
             assigned[guess] = index
             names[index] = guess
@@ -644,7 +648,7 @@ class _Converters:
         return convert
 
     def _time_converter(self, name: str, header: str) -> Converter:
-        column = "" if _canonical_guess(header) == name else f" (column {header!r})"
+        column = "" if name_of_header(header) == name else f" (column {header!r})"
         tz = self.tz
         parse = self._parse_time_text
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Collection, Mapping
 from datetime import date, datetime
 from pathlib import Path
@@ -14,7 +13,7 @@ from sopwatch.config.schema import RulesFile, RuleSpec, StepSpec
 from sopwatch.config.validation import require_mapping, validate_model
 from sopwatch.config.yamlsource import LocatedDocument, Path_, load_yaml_file
 from sopwatch.core.conditions import ConditionError, DateParser, compile_condition, pinned_values
-from sopwatch.core.model import TIME_FIELDS, CycleCalendar
+from sopwatch.core.model import TIME_FIELDS, CycleCalendar, name_of_header
 from sopwatch.core.recipients import RecipientError, RecipientExpr, parse_recipient
 from sopwatch.core.rules import AnchorGetter, CalendarHold, CompiledTime, Rule, RuleSet, Step
 from sopwatch.core.timeexpr import ExpressionError, parse_duration, parse_time_expression
@@ -239,7 +238,7 @@ class RuleCompiler:
     def _column_spelled(self, anchor: str) -> str | None:
         """The register column an anchor names in lower case with underscores: ``review_date`` for
         a header ``Review date``, which a time expression cannot spell as it is."""
-        found = [f for f in self.fields if re.sub(r"[\s\-]+", "_", f.strip()).lower() == anchor.lower()]
+        found = [f for f in self.fields if name_of_header(f) == anchor.lower()]
         return found[0] if len(found) == 1 else None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -48,6 +49,14 @@ CANONICAL_FIELDS = (*TEXT_FIELDS, *DATE_FIELDS, "tags")
 # Instants sopwatch observes itself and keeps in its state file.
 OBSERVED_FIELDS = ("status_since", "owner_since", "first_seen")
 TIME_FIELDS = frozenset((*DATE_FIELDS, *OBSERVED_FIELDS))
+
+
+def name_of_header(header: str) -> str:
+    """A column header as a field name: lower case, runs of spaces and hyphens as one underscore
+    (``Due date`` -> ``due_date``). How a header spells a canonical field, and how a time
+    expression names a column whose header it cannot spell."""
+    return re.sub(r"[\s\-]+", "_", header.strip().lower())
+
 
 TimeValue = date | datetime
 
