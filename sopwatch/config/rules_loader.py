@@ -12,7 +12,13 @@ from zoneinfo import ZoneInfo
 from sopwatch.config.schema import RulesFile, RuleSpec, StepSpec
 from sopwatch.config.validation import require_mapping, validate_model
 from sopwatch.config.yamlsource import LocatedDocument, Path_, load_yaml_file
-from sopwatch.core.conditions import ConditionError, DateParser, compile_condition, pinned_values
+from sopwatch.core.conditions import (
+    ConditionError,
+    DateParser,
+    compile_condition,
+    parse_iso_time,
+    pinned_values,
+)
 from sopwatch.core.model import TIME_FIELDS, CycleCalendar, name_of_header
 from sopwatch.core.recipients import RecipientError, RecipientExpr, parse_recipient
 from sopwatch.core.rules import AnchorGetter, CalendarHold, CompiledTime, Rule, RuleSet, Step
@@ -57,7 +63,7 @@ class RuleCompiler:
         self.roles = roles
         self.phases = cycles.phase_ids
         self.tz = tz
-        self.parse_date = parse_date
+        self.parse_date = parse_date or parse_iso_time
         self.templates = frozenset(templates) if templates is not None else None
         self.terminal = frozenset(terminal) if terminal is not None else None
 
@@ -251,16 +257,8 @@ def _phase_getter(phase_id: str, attribute: str) -> AnchorGetter:
     return get
 
 
-def _text_date_getter(field: str, parse_date: DateParser | None) -> AnchorGetter:
+def _text_date_getter(field: str, parse: DateParser) -> AnchorGetter:
     """Extra columns arrive as text, read as the register reads dates; unparseable counts as empty."""
-
-    def iso(text: str) -> date | datetime | None:
-        try:
-            return date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
-        except ValueError:
-            return None
-
-    parse = parse_date or iso
 
     def get(record: Mapping[str, Any], cycles: CycleCalendar, now: datetime, fire_at: datetime | None) -> Any:
         value = record.get(field)

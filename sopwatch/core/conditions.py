@@ -159,7 +159,7 @@ def _is_time_operand(operand: Any) -> bool:
     return (
         isinstance(operand, str)
         and _ISO_DATE_START.match(operand) is not None
-        and _parse_time(operand) is not None
+        and parse_iso_time(operand) is not None
     )
 
 
@@ -174,7 +174,7 @@ class _Compiler:
     def __init__(self, fields: Collection[str], tz: ZoneInfo, parse_date: DateParser | None = None) -> None:
         self.fields = frozenset(fields)
         self.tz = tz
-        self.parse_date = parse_date or _parse_time
+        self.parse_date = parse_date or parse_iso_time
 
     def compile(self, spec: Any, path: tuple[str | int, ...]) -> Condition:
         if not isinstance(spec, dict):
@@ -285,7 +285,7 @@ class _Compiler:
         if isinstance(operand, (dict, list)):
             raise ConditionError("expected a single value", path)
         if is_time and operand is not None:
-            parsed = _parse_time(operand)
+            parsed = parse_iso_time(operand)
             if parsed is None:
                 raise ConditionError(
                     f"{field} is a date: expected an ISO date or datetime, got {operand!r}", path
@@ -380,7 +380,8 @@ def _text_in(value: Any, texts: frozenset[str]) -> bool:
     return value is not None and _text(value) in texts
 
 
-def _parse_time(value: Any) -> date | datetime | None:
+def parse_iso_time(value: Any) -> date | datetime | None:
+    """An ISO 8601 date (``2026-12-04``) or date-time from text, a date as it is; None otherwise."""
     if isinstance(value, (date, datetime)):
         return value
     if not isinstance(value, str):
