@@ -435,6 +435,15 @@ def set_status(config: Path, status: str) -> None:
     path.write_text(path.read_text(encoding="utf-8").replace(",open,", f",{status},"), encoding="utf-8")
 
 
+def add_silence(config: Path, silence: Silence) -> None:
+    """As `sopwatch silence add` does, beside a running daemon."""
+    store = StateStore(config.parent / "state.db")
+    try:
+        store.add_silence(silence)
+    finally:
+        store.close()
+
+
 def outbox_statuses(config: Path) -> list[tuple[str, str, str | None]]:
     with contextlib.closing(sqlite3.connect(config.parent / "state.db")) as db:
         return db.execute("SELECT kind, status, last_error FROM outbox ORDER BY id").fetchall()
@@ -482,20 +491,17 @@ def test_a_silence_added_while_a_message_waits_for_the_window_holds_it_back(
     engine = engines(config)
     saturday = datetime(2026, 12, 5, 10, tzinfo=BERLIN)
     engine.tick(saturday)  # queued until Monday 08:00
-    store = StateStore(config.parent / "state.db")  # `sopwatch silence add`, beside the daemon
-    try:
-        store.add_silence(
-            Silence(
-                "quiet",
-                datetime(2026, 12, 20, tzinfo=BERLIN),
-                "ops",
-                "year-end freeze",
-                created_at=saturday,
-                **matcher,
-            )
-        )
-    finally:
-        store.close()
+    add_silence(
+        config,
+        Silence(
+            "quiet",
+            datetime(2026, 12, 20, tzinfo=BERLIN),
+            "ops",
+            "year-end freeze",
+            created_at=saturday,
+            **matcher,
+        ),
+    )
     engine.tick(datetime(2026, 12, 7, 9, tzinfo=BERLIN))
     rows = outbox_statuses(config)
     if held:
@@ -597,16 +603,17 @@ def test_a_send_held_back_by_a_silence_goes_out_when_the_silence_ends(engines, t
     config = office_hours_setup(tmp_path / "s")
     engine = engines(config)
     engine.tick(datetime(2026, 12, 5, 10, tzinfo=BERLIN))
-    store = StateStore(config.parent / "state.db")
-    try:
-        store.add_silence(
-            Silence(
-                "brief", datetime(2026, 12, 6, 12, tzinfo=BERLIN), "ops", "migration",
-                action="A-1", created_at=datetime(2026, 12, 5, 11, tzinfo=BERLIN),
-            )
-        )  # fmt: skip
-    finally:
-        store.close()
+    add_silence(
+        config,
+        Silence(
+            "brief",
+            datetime(2026, 12, 6, 12, tzinfo=BERLIN),
+            "ops",
+            "migration",
+            action="A-1",
+            created_at=datetime(2026, 12, 5, 11, tzinfo=BERLIN),
+        ),
+    )
     engine.tick(datetime(2026, 12, 6, 10, tzinfo=BERLIN))  # Sunday, silenced
     engine.tick(datetime(2026, 12, 6, 13, tzinfo=BERLIN))  # the silence has ended
     engine.tick(datetime(2026, 12, 7, 9, tzinfo=BERLIN))  # Monday, in the window
