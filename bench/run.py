@@ -93,7 +93,7 @@ RSS_LIMIT_MIB = 300e6 / 2**20  # the issue's 300 MB, in the MiB that ru_maxrss g
 
 
 def size_label(n: int) -> str:
-    return f"{n // 1_000_000}M" if n >= 1_000_000 else f"{n // 1000}k"
+    return f"{n // 1_000_000}M" if n >= 1_000_000 else f"{n // 1000}k" if n >= 1000 else str(n)
 
 
 # --- measurement ---------------------------------------------------------------------------------
@@ -726,15 +726,52 @@ def server_note(busy: float | None, naive_busy: float | None, ours: float, naive
 # --- main --------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What one mode of ``make bench`` measures, and at which sizes."""
+
+    name: str
+    sizes: tuple[int, ...]  # registers for load, check and their growth
+    sim_n: int
+    sim_days: int
+    tick_n: int  # also the digest figures
+    delivery_counts: tuple[int, ...]
+    rss_sizes: tuple[int, ...]
+
+
+PLANS = {
+    "default": Plan(
+        "default", (10_000, 100_000), 10_000, SIM_DAYS, TARGET_SIZE, (1_000, 10_000), (TARGET_SIZE,)
+    ),
+    "quick": Plan("quick", (10_000,), 10_000, QUICK_SIM_DAYS, 10_000, (1_000,), (10_000,)),
+    "full": Plan(
+        "full",
+        (10_000, 100_000, 1_000_000),
+        10_000,
+        SIM_DAYS,
+        TARGET_SIZE,
+        (1_000, 10_000),
+        (TARGET_SIZE, 1_000_000),
+    ),
+    # Every figure at toy sizes, one run each: proves the bench still runs (the test suite runs it);
+    # its figures mean nothing.
+    "smoke": Plan("smoke", (1_000, 2_000), 1_000, 1, 1_000, (100,), (2_000,)),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="sopwatch benchmarks")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="10k only; simulate 3 days, extrapolated")
     mode.add_argument("--full", action="store_true", help="also 1M actions (slow: generation and runs)")
+    mode.add_argument("--smoke", action="store_true", help="toy sizes, one run: checks that the bench runs")
     parser.add_argument("--runs", type=int, default=5, help="runs per figure; the best counts")
     parser.add_argument("--data", type=Path, default=DEFAULT_OUT, help="generated inputs (cached)")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    plan = PLANS["quick" if args.quick else "full" if args.full else "smoke" if args.smoke else "default"]
+    if args.smoke:
+        args.runs = 1
 
     # Byte-compile the package first, as a regular (non-editable) install does: an editable install
     # compiles nothing, and where PYTHONDONTWRITEBYTECODE is set (this machine) every `sopwatch`
@@ -744,17 +781,16 @@ def main(argv: list[str] | None = None) -> int:
     # runs the bench; bench_check measures a run with it cold as well.
     os.environ["XDG_CACHE_HOME"] = str(args.data / "cache")
     load_before = os.getloadavg()[0]
-    sizes = [10_000] if args.quick else [10_000, 100_000, 1_000_000] if args.full else [10_000, 100_000]
     rows: list[Row] = []
     checks: dict[int, dict[str, tuple[float, float]]] = {}
     loads: dict[str, float] = {}
-    for n in sizes:
+    for n in plan.sizes:
         runs = 1 if n >= 1_000_000 else args.runs
         log(f"inputs for {size_label(n)} (generated once, then cached in {args.data})")
         configs = generate(n, CHECK_RULES, args.data, SEED)
         # In-process loads are short (0.05 s at 10k) and noisy: the best of at least 5, the same
         # number at every size so the growth figures compare like with like.
-        load_rows = bench_load(configs, n, runs if n >= 1_000_000 else max(runs, 5))
+        load_rows = bench_load(configs, n, runs if n >= 1_000_000 or args.smoke else max(runs, 5))
         rows += load_rows
         loads.update({row.key.removeprefix("load."): row.value for row in load_rows if row.value})
         loads.update(
@@ -763,27 +799,25 @@ def main(argv: list[str] | None = None) -> int:
         check_rows, checks[n] = bench_check(configs, n, runs)
         rows += check_rows
 
-    sim_config = generate(10_000, SIM_RULES, args.data, SEED, sources=["csv"])["csv"]
-    rows.append(bench_simulate(sim_config, QUICK_SIM_DAYS if args.quick else SIM_DAYS))
+    sim_config = generate(plan.sim_n, SIM_RULES, args.data, SEED, sources=["csv"])["csv"]
+    rows.append(bench_simulate(sim_config, plan.sim_days))
 
-    tick_n = 10_000 if args.quick else 100_000
-    tick_config = generate(tick_n, CHECK_RULES, args.data, SEED, sources=["csv"])["csv"]
+    tick_config = generate(plan.tick_n, CHECK_RULES, args.data, SEED, sources=["csv"])["csv"]
     rows += bench_tick(tick_config, args.runs)
     rows.append(bench_digests(tick_config, args.runs))
-    for n in (1_000,) if args.quick else (1_000, 10_000):
+    for n in plan.delivery_counts:
         rows += [bench_delivery(n), bench_delivery(n, starttls=True)]
 
-    rows += rss_rows(checks, 10_000 if args.quick else 100_000)
-    if args.full:
-        rows += rss_rows(checks, 1_000_000)
-    for small, large in itertools.pairwise(sizes):
+    for n in plan.rss_sizes:
+        rows += rss_rows(checks, n)
+    for small, large in itertools.pairwise(plan.sizes):
         rows += growth_rows(checks, loads, small, large)
 
     info = machine()
     # Other work on the machine skews every figure: say how busy it was (1-minute load average).
     info["load_average"] = {"start": round(load_before, 2), "end": round(os.getloadavg()[0], 2)}
     print(
-        f"\nsopwatch benchmarks ({'quick' if args.quick else 'full' if args.full else 'default'}); "
+        f"\nsopwatch benchmarks ({plan.name}); "
         f"{info['cpus']} CPUs {info['cpu']}; Python {info['python']}; "
         f"load average {load_before:.1f} at start, {os.getloadavg()[0]:.1f} at end\n"
     )
@@ -794,7 +828,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"- {row.label.strip()}" + (f": {row.note}" if row.note else ""))
     result = {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "mode": "quick" if args.quick else "full" if args.full else "default",
+        "mode": plan.name,
         "runs": args.runs,
         "machine": info,
         "rows": [asdict(r) for r in rows],
