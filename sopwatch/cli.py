@@ -19,7 +19,7 @@ import click
 
 from sopwatch import __version__
 from sopwatch.adapters.cycles import describe_cycles
-from sopwatch.adapters.state_store import StateStore, notification_json
+from sopwatch.adapters.state_store import StateStore, notification_json, open_for_reading
 from sopwatch.collector import collector_paused, settle_long_lived
 from sopwatch.config.loader import Setup, load_setup, with_silence_matchers
 from sopwatch.core.evaluate import Notification, evaluate
@@ -99,10 +99,9 @@ def _state_path(setup: Setup) -> Path:
 
 def _load_state(setup: Setup) -> State:
     """The stored state, read without changing anything; a fresh state when there is none yet."""
-    path = _state_path(setup)
-    if not path.exists():
+    store = open_for_reading(_state_path(setup))
+    if store is None:
         return State()
-    store = StateStore(path, readonly=True)
     try:
         return with_silence_matchers(store.load(), setup)
     finally:
@@ -326,10 +325,10 @@ def _read_store(obj: Context) -> StateStore | None:
     """The state file opened for reading, None if there is none yet: listing creates nothing (a
     mistyped ``state:`` path says so instead of leaving an empty state file behind)."""
     path = _state_path(obj.setup)
-    if not path.exists():
+    store = open_for_reading(path)
+    if store is None:
         click.echo(f"note: no state file at {path} yet", err=True)
-        return None
-    return StateStore(path, readonly=True)
+    return store
 
 
 @cli.command()

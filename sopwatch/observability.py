@@ -190,11 +190,11 @@ def parse_age(text: str) -> float:
 
 def last_heartbeat(state_path: Path) -> datetime | None:
     """The daemon's last completed tick, read without a lock and without writing; None if none."""
-    from sopwatch.adapters.state_store import StateStore
+    from sopwatch.adapters.state_store import open_for_reading
 
-    if not state_path.exists():
+    store = open_for_reading(state_path)  # raises StateError when it cannot be read
+    if store is None:
         return None
-    store = StateStore(state_path, readonly=True)  # raises StateError when it cannot be read
     try:
         return store.last_beat()
     except sqlite3.OperationalError:  # a state file written before the heartbeat table existed

@@ -435,3 +435,49 @@ def test_listing_commands_create_no_state_file(run_sopwatch, example_copy: Path)
     expired = cli(run_sopwatch, example_copy, "silence", "expire", "s-1")
     assert expired.returncode == 1 and "no silence 's-1'" in expired.stderr
     assert not state.exists() and not state.parent.exists()
+
+
+READING_COMMANDS = [command for command in STATE_COMMANDS if command[0] != "run"]
+
+
+@pytest.mark.parametrize("kind", ["an empty file", "a database without tables"])
+def test_a_state_file_without_tables_yet_reads_as_no_state(
+    run_sopwatch, example_copy: Path, kind: str
+) -> None:
+    """What a command beside a starting daemon finds: the file is there, its tables are not yet.
+    Before, `outbox` and `silence list` failed on 'no such table' with a traceback."""
+    path = example_copy / "state.db"
+    if kind == "an empty file":
+        path.write_bytes(b"")
+    else:
+        db = sqlite3.connect(path)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA user_version=0")
+        db.close()
+    before = path.read_bytes()
+    edit_config(example_copy, state="state.db")
+    for command in READING_COMMANDS:
+        result = cli(run_sopwatch, example_copy, *command)
+        no_traceback(result)
+        if command[0] == "health":
+            assert result.returncode == 1 and "no completed tick" in result.stderr, result
+        else:
+            assert result.returncode == 0, (command, result.stdout, result.stderr)
+    assert cli(run_sopwatch, example_copy, "outbox").stdout.strip() == "the outbox is empty"
+    assert path.read_bytes() == before  # reading wrote nothing
+
+
+def test_the_schema_is_made_in_one_transaction(example_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader sees every table or none: a schema that fails half way leaves no table behind."""
+    from sopwatch.adapters import state_store
+    from sopwatch.errors import StateError
+
+    monkeypatch.setattr(state_store, "SCHEMA", state_store.SCHEMA + "\nCREATE TABLE broken (;\n")
+    path = example_copy / "state.db"
+    with pytest.raises(StateError):
+        StateStore(path)
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall() == []
+    finally:
+        db.close()

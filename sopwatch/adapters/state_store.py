@@ -221,9 +221,10 @@ def _told_before(db: sqlite3.Connection, n: Notification) -> bool:
     return db.execute(query, (n.episode,)).fetchone() is not None
 
 
-def _refuse_a_foreign_database(db: sqlite3.Connection, path: str) -> None:
+def _refuse_a_foreign_database(db: sqlite3.Connection, path: str) -> bool:
     """A `state:` that names another database (the register's, say) is not read as an empty state,
-    and must not get our tables added."""
+    and must not get our tables added. True when the file already holds a state, False when it
+    holds no table at all (new, empty, or a daemon creating it right now)."""
     tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     if tables and "episodes" not in tables:
         listing = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
@@ -232,6 +233,20 @@ def _refuse_a_foreign_database(db: sqlite3.Connection, path: str) -> None:
             "give `state:` a file of its own",
             Location(path),
         )
+    return bool(tables)
+
+
+def open_for_reading(path: Path) -> StateStore | None:
+    """The state file opened read-only, None when there is no state yet: no file, or a database
+    without tables, as a daemon starting beside the command has just created it. A command that
+    lists or evaluates reads that as an empty state rather than failing on a missing table."""
+    if not path.exists():
+        return None
+    store = StateStore(path, readonly=True)
+    if not store.holds_state:
+        store.close()
+        return None
+    return store
 
 
 INSTANCE_KEY = "instance"
@@ -248,14 +263,16 @@ class StateStore:
                     f"file:{self.path}?mode=ro", uri=True, timeout=30, isolation_level=None
                 )
                 # Opening reads nothing: a file that is not a database must fail here, not mid-command.
-                _refuse_a_foreign_database(self.db, self.path)
+                self.holds_state = _refuse_a_foreign_database(self.db, self.path)
             else:
                 # `state: demo-out/state.db` in a fresh setup: SQLite creates the file, not its folder.
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
                 self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
                 _refuse_a_foreign_database(self.db, self.path)
                 self.db.execute("PRAGMA journal_mode=WAL")
-                self.db.executescript(SCHEMA)
+                # One transaction: a command reading beside a starting daemon sees every table or none.
+                self.db.executescript(f"BEGIN IMMEDIATE;\n{SCHEMA}\nCOMMIT;")
+                self.holds_state = True
             self.db.execute("PRAGMA busy_timeout=30000")
         except (sqlite3.DatabaseError, OSError) as exc:
             raise StateError(f"cannot open the state file: {exc}", Location(self.path)) from None
