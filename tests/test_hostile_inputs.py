@@ -571,7 +571,10 @@ def q(text: str) -> str:
 def test_crlf_and_encoded_words_in_every_header_source_add_no_header(tmp_path: Path) -> None:
     config_text = (
         CONFIG.replace(
-            'from: "sopwatch <sopwatch@example.com>"', f"from: {q(INJECT + ' <sopwatch@example.com>')}"
+            # A line break in `from` is refused when the config loads (see below); on one line the
+            # rest of the injection is a display name, quoted.
+            'from: "sopwatch <sopwatch@example.com>"',
+            f"from: {q(' '.join(INJECT.split()) + ' <sopwatch@example.com>')}",
         )
         + f'digests:\n  - {{id: {q(INJECT)}, schedule: "mon 08:00"}}\n'
         + "allowed_domains: [example.com]\n"  # A-3's owner makes an admin notice
@@ -616,6 +619,26 @@ def test_crlf_and_encoded_words_in_every_header_source_add_no_header(tmp_path: P
         kinds.add(str(message["X-Sopwatch-Kind"]))
         assert_clean_headers(message, raw)
     assert {"reminder", "hold", "digest", "resolved", "cancel", "admin"} <= kinds, kinds
+
+
+@pytest.mark.parametrize(
+    ("sender", "message"),
+    [
+        (INJECT + " <sopwatch@example.com>", "one line without control characters"),
+        ("Ops <victim,ops@example.com>", "not one plain email address"),
+        ("Ops <jörg@example.com>", "non-ASCII"),
+    ],
+)
+def test_a_sender_that_is_not_one_mailbox_is_refused_at_its_place(
+    tmp_path: Path, sender: str, message: str
+) -> None:
+    config_text = CONFIG.replace('from: "sopwatch <sopwatch@example.com>"', f"from: {q(sender)}")
+    with pytest.raises(ProblemList) as raised:
+        load_setup(make_setup(tmp_path / "s", config=config_text))
+    (problem,) = raised.value.problems
+    line = next(n for n, text in enumerate(config_text.splitlines(), 1) if "from:" in text)
+    assert problem.location is not None and problem.location.line == line
+    assert "delivery.from" in str(problem) and message in str(problem), str(problem)
 
 
 # --- HTML injection ---------------------------------------------------------------------------------

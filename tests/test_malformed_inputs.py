@@ -462,7 +462,7 @@ CASES = [
         PEOPLE,
         replace("email: lisa.neumann@northwind.example", "email: lisa neumann"),
         "lisa neumann",
-        "email 'lisa neumann' is not an email address",
+        "email 'lisa neumann' is not one plain email address such as lee@example.com",
     ),
     case(
         "people-manager-cycle",

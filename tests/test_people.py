@@ -96,7 +96,7 @@ def test_yaml_problems_are_all_reported_with_positions(tmp_path: Path) -> None:
         load_directory(path, {}, BERLIN)
     assert problems_of(info) == [
         f"{path}:8:9: duplicate person id 'ana' (first at line 2)",
-        f"{path}:9:12: email 'not-an-email' is not an email address",
+        f"{path}:9:12: email 'not-an-email' is not one plain email address such as lee@example.com",
         f"{path}:10:15: unknown timezone 'Mars/Olympus' (use an IANA name such as Europe/Berlin)",
         f"{path}:13:14: unknown manager 'bob@example.com': not a person id; use their id 'bob'",
         f"{path}:4:14: manager cycle: ana -> bob -> ana",
@@ -132,7 +132,7 @@ def test_csv_problems_are_reported_by_row(tmp_path: Path) -> None:
         f"{path}:row 3: missing id",
         f"{path}:row 5: duplicate person id 'ana' (first at row 2)",
         f"{path}:row 2: unknown manager 'zed': not a person id",
-        f"{path}:row 4: email 'bob at example.com' is not an email address",
+        f"{path}:row 4: email 'bob at example.com' is not one plain email address such as lee@example.com",
         f"{path}:row 4: unknown timezone 'Europe/Nowhere' (use an IANA name such as Europe/Berlin)",
     ]
 

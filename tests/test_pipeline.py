@@ -140,6 +140,21 @@ def test_sandbox_violation_sends_the_builtin_and_tells_the_admin(tmp_path: Path,
     assert "reminder.txt.j2" in html and "<html" in html
 
 
+def test_an_admin_notice_with_non_ascii_text_is_sent_7bit(tmp_path: Path, engines) -> None:
+    """As every other message: a relay without 8BITMIME must not get 8-bit data (RFC 6152). The
+    notice is short on purpose: the standard library sends short non-ASCII lines as 8bit unless the
+    policy says 7bit (long lines go quoted-printable either way)."""
+    config = make_setup(tmp_path / "s", [row("A-1", "ann", "2026-12-01")])
+    engine = engines(config)
+    now = datetime(2026, 12, 2, 10, tzinfo=BERLIN)
+    engine._admin("template failed", "'nope_ü' is undefined")  # what a template error queues
+    engine.tick(now)
+    (raw,) = [raw for raw, message in delivered(config) if kind_of(message) == "admin"]
+    admin = email.message_from_bytes(raw, policy=email.policy.default)
+    assert "nope_ü" in admin.get_body(("plain",)).get_content()
+    assert raw.isascii(), "8-bit bytes in the admin notice"
+
+
 def test_validate_names_the_unsafe_template(tmp_path: Path, run_sopwatch) -> None:
     config = make_setup(
         tmp_path / "s", [row("A-1", "ann", "2026-12-01")], templates={"reminder.txt.j2": ESCAPE}

@@ -11,7 +11,6 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -19,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sopwatch.config.schema import StrList, check_timezone
 from sopwatch.config.validation import validate_model
 from sopwatch.config.yamlsource import LocatedDocument, load_yaml_file
+from sopwatch.core.addresses import address_problem
 from sopwatch.core.model import Directory, Person
 from sopwatch.errors import ConfigError, Location, ProblemList, SopwatchError
 
@@ -180,10 +180,9 @@ def _build(
 
     zones: dict[str, ZoneInfo] = {}
     for record in records:
-        if not _is_email(record.email):
-            problems.append(
-                ConfigError(f"email {record.email!r} is not an email address", record.where("email"))
-            )
+        problem = address_problem(record.email)
+        if problem is not None:
+            problems.append(ConfigError(f"email {problem}", record.where("email")))
         if record.manager is not None and record.manager not in first:
             known = by_email.get(record.manager.lower())
             hint = f"; use their id {known!r}" if known else ""
@@ -210,6 +209,11 @@ def _build(
                 member = ref
             elif "@" in ref:
                 member = by_email.get(ref.lower(), ref)
+                problem = None if member != ref else address_problem(ref)
+                if problem is not None:
+                    location = config_doc.location(("roles", role, position)) if config_doc else None
+                    problems.append(ConfigError(f"role {role!r}: {problem}", location))
+                    continue
             else:
                 source = "not an id in the people file" if have_file else "no people file is configured"
                 location = config_doc.location(("roles", role, position)) if config_doc else None
@@ -262,12 +266,6 @@ def _manager_cycles(people: dict[str, _Record]) -> Iterable[ConfigError]:
                 "manager cycle: " + " -> ".join([*rotated, head]), people[head].where("manager")
             )
         done.update(chain)
-
-
-def _is_email(value: Any) -> bool:
-    """Loose on purpose (directories hold odd but valid addresses); strict about what would break a
-    mail header: whitespace and line breaks."""
-    return bool(re.fullmatch(r"[^@\s]+@[^@\s]+", value))
 
 
 def _short(location: Location) -> str:

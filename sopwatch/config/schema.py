@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from sopwatch.core.addresses import address_problem, normalise_sender
 from sopwatch.core.business import WEEKDAYS
 
 
@@ -269,6 +270,11 @@ class DeliveryConfig(Strict):
         "(e.g. an internal CA), relative to the config file; the system CAs when absent.",
     )
 
+    @field_validator("from_")
+    @classmethod
+    def _one_sender(cls, value: str) -> str:
+        return normalise_sender(value)
+
     @model_validator(mode="after")
     def _tls_is_explicit(self) -> DeliveryConfig:
         # Plain text must be a decision, not what a forgotten key gives.
@@ -380,6 +386,16 @@ class Config(Strict):
         examples=[[{"id": "weekly", "schedule": "mon 08:00"}]],
     )
     metrics: MetricsConfig | None = Field(None, description=MetricsConfig.__doc__, examples=[{"port": 9464}])
+
+    @field_validator("admin")
+    @classmethod
+    def _admin_address(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        problem = address_problem(value.strip())
+        if problem is not None:
+            raise ValueError(problem)
+        return value.strip()
 
     @field_validator("allowed_domains")
     @classmethod

@@ -11,10 +11,10 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sopwatch.core.addresses import address_problem, is_address
 from sopwatch.core.model import Directory, Person
 
 _CALL = re.compile(r"^(manager|role)\((.*)\)$")
-_ADDRESS = re.compile(r"^[^@\s,;<>()]+@[^@\s,;<>()]+\.[^@\s,;<>()]+$")
 
 
 class RecipientError(ValueError):
@@ -54,7 +54,7 @@ class FieldRecipient(RecipientExpr):
         person = directory.find(reference)
         if person is not None:
             return Resolution((Recipient(person.email, person),))
-        if _ADDRESS.match(reference):
+        if is_address(reference):
             return Resolution((Recipient(reference),))
         return Resolution((), f"{self.text} {reference!r} is not in the people directory")
 
@@ -125,8 +125,9 @@ def parse_recipient(text: Any, fields: Collection[str], roles: Collection[str] |
             return RoleRecipient(source, argument)
         return ManagerRecipient(source, parse_recipient(argument, fields, roles))
     if "@" in source:
-        if not _ADDRESS.match(source):
-            raise RecipientError(f"invalid email address {source!r}")
+        problem = address_problem(source)
+        if problem is not None:
+            raise RecipientError(f"invalid email address: {problem}")
         return AddressRecipient(source)
     if source not in fields:
         raise RecipientError(

@@ -17,7 +17,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.policy import SMTP
 from email.utils import format_datetime, parseaddr
 from pathlib import Path
 from typing import Any
@@ -34,8 +33,8 @@ from sopwatch.daemon.policy import filter_notification, is_allowed, refusal_reas
 from sopwatch.delivery import OutgoingMessage, Transport, make_transport
 from sopwatch.delivery.retry import exhausted, next_attempt
 from sopwatch.messages.context import sample_context
-from sopwatch.messages.email import Composed as ComposedEmail
 from sopwatch.messages.email import (
+    POLICY,
     DigestItem,
     compose_digest,
     compose_from_context,
@@ -43,6 +42,7 @@ from sopwatch.messages.email import (
     sender_domain,
     text_to_html,
 )
+from sopwatch.messages.email import Composed as ComposedEmail
 from sopwatch.messages.notification import MessageSetup, org_name, rendered_at, templates_folder
 from sopwatch.messages.templates import TemplateSet
 from sopwatch.observability import NULL_METRICS, EngineMetrics
@@ -469,7 +469,7 @@ class Engine:
             log.error("admin %s is %s: %d admin notices not sent", admin, why, len(pending))
             return
         for subject, text in pending:
-            message = EmailMessage(policy=SMTP)
+            message = EmailMessage(policy=POLICY)  # 7-bit, as every other message: no 8BITMIME needed
             # Header values from config and data: one line, encoded words defused (never a new header).
             message["From"] = header_text(self.sender, 1000)
             message["To"] = header_text(admin, 1000)

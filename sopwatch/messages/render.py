@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 MAX_HEADER = 200
+# C0 and C1 control characters and DEL that str.split() does not take for whitespace: RFC 5322
+# headers and RFC 5545 text may not carry them, and a terminal escape in a subject is a spoof.
+_CONTROLS = {code: None for code in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if not chr(code).isspace()}
 
 
 def one_line(text: str, limit: int = MAX_HEADER) -> str:
-    """Collapse every kind of line break and run of whitespace: data never splits a header."""
-    flat = " ".join(str(text).split())
+    """Collapse every kind of line break and run of whitespace and drop control characters: data
+    never splits a header."""
+    flat = " ".join(str(text).translate(_CONTROLS).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
