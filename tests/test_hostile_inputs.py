@@ -589,7 +589,7 @@ def test_crlf_and_encoded_words_in_every_header_source_add_no_header(tmp_path: P
             fire_at: due
             escalation:
               - notify: [owner]
-                calendar_hold: {{start: "fire_at + 1 day", duration: 30m, title: {q(INJECT)}}}
+                calendar_hold: {{start: "fire_at + 10 days", duration: 30m, title: {q(INJECT)}}}
               - after: 1 day
                 notify: [manager(owner)]
                 via: digest

@@ -497,7 +497,7 @@ rules:
     notify_resolved: %s
     escalation:
       - notify: [owner]
-        calendar_hold: {start: "fire_at + 1 business day", duration: 30m}
+        calendar_hold: {start: "fire_at + 2 business days", duration: 30m}
       - after: 1 business day
         notify: ["manager(owner)"]
         cc: [owner]
@@ -536,8 +536,8 @@ def test_resolution_ends_the_episode_cancels_holds_and_may_notify(how: str, noti
     (reminder, hold) = ev0.notifications
     assert (reminder.kind, reminder.step, reminder.to) == ("reminder", 0, ("ann@example.com",))
     assert (hold.channel, hold.kind, hold.hold.sequence) == ("calendar", "hold", 0)
-    # fire_at + 1 business day: Wed 00:00 -> Thu 00:00, 30 minutes long
-    assert (hold.hold.start, hold.hold.end) == (berlin(2026, 12, 3), berlin(2026, 12, 3, 0, 30))
+    # fire_at + 2 business days: Wed 00:00 -> Fri 00:00, 30 minutes long; still to come at resolution
+    assert (hold.hold.start, hold.hold.end) == (berlin(2026, 12, 4), berlin(2026, 12, 4, 0, 30))
 
     ev1, state = _step(state, snapshot(open_), rules, env, berlin(2026, 12, 3, 9))
     assert [(n.step, n.to, n.cc) for n in ev1.notifications] == [
@@ -589,6 +589,29 @@ def test_an_action_that_leaves_the_register_resolves_its_episode() -> None:
     ]
     assert ev1.notifications[0].hold.uid == hold.uid
     assert state.episodes == {}
+
+
+@pytest.mark.parametrize(
+    ("resolved_at", "cancelled"),
+    [
+        (berlin(2026, 12, 4, 0, 29), True),  # the hold (Fri 00:00-00:30) is under way: cancelled
+        (berlin(2026, 12, 4, 0, 30), False),  # it has ended: the meeting took place
+        (berlin(2026, 12, 7, 11), False),
+    ],
+)
+def test_a_hold_whose_time_has_passed_is_not_cancelled(resolved_at: datetime, cancelled: bool) -> None:
+    """A CANCEL for a past meeting strikes it from the attendees' calendars and mails them about it."""
+    rules = make_rules(RESOLVING % "true")
+    env = make_env()
+    open_ = action(due=date(2026, 12, 1))
+    ev0, state = _step(State(), snapshot(open_), rules, env, berlin(2026, 12, 2, 9))
+    hold = next(n.hold for n in ev0.notifications if n.kind == "hold")
+    assert hold.end == berlin(2026, 12, 4, 0, 30)
+    ev1, state = _step(state, snapshot(action(**{**open_.fields, "status": "done"})), rules, env, resolved_at)
+    assert [e.id for e in ev1.resolved] == ["r/A1/1"]
+    kinds = [n.kind for n in ev1.notifications]
+    assert ("cancel" in kinds) is cancelled
+    assert "resolved" in kinds  # the people told about the work still hear that it is done
 
 
 def test_resolution_without_any_send_sends_no_resolved_notice() -> None:

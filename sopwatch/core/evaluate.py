@@ -669,10 +669,14 @@ def _hold_message(
 
 
 def _resolve(rule: Rule, episode: Episode, reason: str, env: Environment, now: datetime) -> _Proposal:
-    """End an episode: cancel its holds and, if the rule asks, tell the people it last notified."""
+    """End an episode: cancel its holds still to come and, if the rule asks, tell the people it
+    last notified. A hold that has ended is left alone: its meeting took place, and a CANCEL would
+    strike it from the attendees' calendars and mail them about a past event."""
     resolved = replace(episode, resolved_at=now, resolution=reason)
     proposal = _Proposal(rule, episode.fired_at, None, resolved=resolved)
     for hold in episode.holds.values():
+        if hold.end <= now:
+            continue
         cancelled = replace(hold, sequence=hold.sequence + 1)
         proposal.notifications.append(
             _hold_message(rule, episode, cancelled, "cancel", "cancel", env, now, episode.fired_at)
