@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import pytest
 import smtp_server
 from daemon_setup import in_delivery_order
+from pydantic import ValidationError
 from smtp_server import Certs, RecordingHandler, SilentServer, SmtpServer
 
 from sopwatch.config.schema import DeliveryConfig
@@ -390,16 +391,19 @@ def test_make_transport_missing_password_env_names_the_variable() -> None:
 @pytest.mark.parametrize(
     ("values", "match"),
     [
-        ({"host": None}, "host"),
+        ({"host": None}, "host is required"),
         ({"starttls": True, "tls": True}, "not both"),
         ({"user": USER, "password_env": "P"}, "encrypted"),  # no TLS: the password would travel in clear
-        ({"tls": True, "user": USER}, "password_env"),
-        ({"tls": True, "password_env": "P"}, "user"),
+        ({"tls": True, "user": USER}, "user is set but password_env"),
+        ({"tls": True, "password_env": "P"}, "password_env is set but user is not"),
     ],
 )
-def test_make_transport_rejects_unsafe_or_incomplete_smtp(values: dict[str, Any], match: str) -> None:
-    with pytest.raises(ConfigError, match=match):
-        make_transport(smtp_config(**values), Path("."), {"P": PASSWORD})
+def test_an_unsafe_or_incomplete_smtp_config_is_refused_when_it_loads(
+    values: dict[str, Any], match: str
+) -> None:
+    """In the config model, so `validate` reports it at its place and a running daemon refuses the edit."""
+    with pytest.raises(ValidationError, match=match):
+        smtp_config(**values)
 
 
 def test_make_transport_default_ports() -> None:

@@ -141,6 +141,45 @@ CASES = [
         "5 fortnights",
         "invalid duration '5 fortnights'",
     ),
+    # SMTP settings the daemon would refuse at start, reported by validate at their place.
+    case(
+        "config-smtp-auth-without-tls",
+        CONFIG,
+        replace(
+            "  type: maildir\n  path: demo-out/maildir\n",
+            "  type: smtp\n  host: mail.example.com\n  starttls: false\n  user: ops\n  password_env: PW\n",
+        ),
+        "type: smtp\n",  # the delivery mapping starts with its first key (the comment above says "type: smtp with")
+        "delivery: user needs starttls: true or tls: true",
+    ),
+    case(
+        "config-smtp-both-tls-modes",
+        CONFIG,
+        replace(
+            "  type: maildir\n", "  type: smtp\n  host: mail.example.com\n  starttls: true\n  tls: true\n"
+        ),
+        "type: smtp\n",
+        "delivery: set either starttls",
+        "not both",
+    ),
+    case(
+        "config-smtp-without-host",
+        CONFIG,
+        replace("  type: maildir\n", "  type: smtp\n  starttls: true\n"),
+        "type: smtp\n",
+        "delivery: host is required for SMTP delivery",
+    ),
+    case(
+        "config-smtp-ca-file-missing",
+        CONFIG,
+        replace(
+            "  type: maildir\n",
+            "  type: smtp\n  host: mail.example.com\n  starttls: true\n  ca_file: nope.pem\n",
+        ),
+        "nope.pem",
+        "cannot load CA certificates from",
+        "nope.pem",
+    ),
     case(
         "config-yaml-syntax",
         CONFIG,

@@ -124,6 +124,7 @@ def _load_setup(config_path: Path, every_cell: bool) -> Setup:
         return None
 
     business = attempt(_business, loaded)
+    attempt(_check_ca_file, loaded)
     directory = attempt(
         load_directory,
         loaded.path(config.people) if config.people else None,
@@ -179,6 +180,22 @@ def _load_setup(config_path: Path, every_cell: bool) -> Setup:
         max_messages_per_tick=config.max_messages_per_tick,
     )
     return Setup(loaded, environment, register, rules, paths)
+
+
+def _check_ca_file(loaded: LoadedConfig) -> None:
+    """The SMTP CA file loads now, where ``validate`` reports it at its key, not at the first send."""
+    delivery = loaded.config.delivery
+    if delivery.type != "smtp" or delivery.ca_file is None:
+        return
+    import ssl  # only an SMTP setup with its own CA pays for it
+
+    path = loaded.path(delivery.ca_file)
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except (OSError, ssl.SSLError) as exc:  # missing file, or not PEM certificates
+        raise loaded.document.error(
+            ("delivery", "ca_file"), f"cannot load CA certificates from {path} ({exc})"
+        ) from None
 
 
 def _rule_paths(loaded: LoadedConfig) -> tuple[Path, ...]:

@@ -276,13 +276,34 @@ class DeliveryConfig(Strict):
         return normalise_sender(value)
 
     @model_validator(mode="after")
-    def _tls_is_explicit(self) -> DeliveryConfig:
+    def _smtp_is_complete_and_safe(self) -> DeliveryConfig:
+        """What ``make_transport`` needs, checked where ``validate`` sees it (and a running daemon
+        refuses the edit): only the password itself waits for the daemon's environment."""
+        if self.type != "smtp":
+            return self
+        if not self.host:
+            raise ValueError("host is required for SMTP delivery")
         # Plain text must be a decision, not what a forgotten key gives.
-        if self.type == "smtp" and not {"starttls", "tls"} & self.model_fields_set:
+        if not {"starttls", "tls"} & self.model_fields_set:
             raise ValueError(
                 "say whether SMTP uses TLS: starttls: true (port 587), tls: true (port 465), "
                 "or starttls: false for a relay that offers no TLS"
             )
+        if self.starttls and self.tls:
+            raise ValueError(
+                "set either starttls (upgrade on port 587) or tls (implicit TLS on port 465), not both"
+            )
+        if (self.user is None) != (self.password_env is None):
+            missing = (
+                "user"
+                if self.user is None
+                else "password_env (the environment variable holding the password)"
+            )
+            present = "password_env" if self.user is None else "user"
+            raise ValueError(f"{present} is set but {missing} is not")
+        if self.user is not None and not (self.starttls or self.tls):
+            # Never put a password on the wire in clear text.
+            raise ValueError("user needs starttls: true or tls: true so the password is encrypted")
         return self
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from sopwatch.adapters.state_store import Composed, OutboxRow, StateStore, outbox_key
 from sopwatch.config.loader import Setup, load_setup, with_silence_matchers
+from sopwatch.config.schema import DeliveryConfig
 from sopwatch.core.digest import ScopeFigures, parse_schedule, scope_of
 from sopwatch.core.evaluate import Evaluation, Notification, Plan, apply, evaluate, observe, observed_fields
 from sopwatch.core.model import Action, Snapshot
@@ -32,6 +33,7 @@ from sopwatch.daemon.inputs import SetupWatcher
 from sopwatch.daemon.policy import filter_notification, is_allowed, refusal_reason
 from sopwatch.delivery import OutgoingMessage, Transport, make_transport
 from sopwatch.delivery.retry import exhausted, next_attempt
+from sopwatch.errors import SopwatchError
 from sopwatch.messages.context import sample_context
 from sopwatch.messages.email import (
     POLICY,
@@ -104,6 +106,9 @@ class Engine:
         self.store = StateStore(loaded.path(loaded.config.state))
         self.instance = self.store.instance()
         self.transport = transport or make_transport(loaded.config.delivery, loaded.base_dir, environ)
+        # A transport passed in (tests, the bench) is kept; one built here follows `delivery:` edits.
+        self._delivery = None if transport is not None else loaded.config.delivery
+        self._state_path = loaded.path(loaded.config.state)
         self.loop = asyncio.new_event_loop()
         self._pending_admin: list[tuple[str, str]] = []
         self.guard = RegisterGuard(self.store, self._admin)  # the register shrink guard
@@ -193,6 +198,7 @@ class Engine:
         admitted = self.guard.admit(loaded)  # the last accepted setup while a shrunken register is refused
         if admitted is None:
             return self._deliver_only(loaded, now)
+        self._follow_settings(admitted)
         self.setup = admitted
         setup = self.setup
         snapshot = setup.snapshot
@@ -260,6 +266,34 @@ class Engine:
             self.store.silence_queued(silenced, undone.values())
             self._state = replace(state, episodes={**state.episodes, **undone})
             self._plan = None  # its next looks assumed these sends were made
+
+    def _follow_settings(self, setup: Setup) -> None:
+        """Apply a reloaded config's ``delivery:``; say that a new ``state:`` needs a restart.
+
+        The evaluation reads everything else from the setup itself. A delivery that cannot be
+        built (its password variable unset, say) keeps the last one and tells the admin.
+        """
+        loaded = setup.loaded
+        delivery = loaded.config.delivery
+        if self._delivery is not None and delivery != self._delivery:
+            try:
+                transport = make_transport(delivery, loaded.base_dir, self.environ)
+            except SopwatchError as exc:
+                log.error("kept the previous delivery: the new delivery settings cannot be used: %s", exc)
+                self._admin("delivery edit not applied, keeping the previous delivery", str(exc))
+            else:
+                self.loop.run_until_complete(self.transport.close())
+                self.transport = transport
+                log.info("delivery changed: now %s", _delivery_label(delivery))
+            self._delivery = delivery  # told once per edit, not on every tick
+        state_path = loaded.path(loaded.config.state)
+        if state_path != self._state_path:
+            text = (
+                f"state: now names {state_path}; this daemon keeps {self._state_path} until it is restarted"
+            )
+            log.warning(text)
+            self._admin("state edit needs a restart", text)
+            self._state_path = state_path
 
     def _deliver_only(self, loaded: Setup, now: datetime) -> TickReport:
         """No register accepted yet (the guard refused the first one): deliver, tell, evaluate nothing."""
@@ -574,6 +608,13 @@ def _hold_spec(rule: Any, n: Notification) -> Any:
 
 def _reasons(replies: Mapping[str, str]) -> str:
     return "; ".join(f"{k}: {v}" for k, v in replies.items())
+
+
+def _delivery_label(delivery: DeliveryConfig) -> str:
+    if delivery.type == "maildir":
+        return f"maildir {delivery.path}"
+    port = delivery.port or (465 if delivery.tls else 587 if delivery.starttls else 25)
+    return f"smtp {delivery.host}:{port}"
 
 
 def _address(sender: str) -> str:

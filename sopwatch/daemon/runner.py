@@ -91,6 +91,8 @@ class Daemon:
         self.engine = engine
         self.signals = signals
         self.clock = clock
+        self.scheduler = schedule.Scheduler()
+        self.every = 0  # seconds between ticks as scheduled; 0 until the loop starts
 
     def tick(self) -> bool:
         """One tick; an error is logged and the daemon goes on (the next tick may succeed).
@@ -106,7 +108,21 @@ class Daemon:
             return False
         self.engine.metrics.ticked(self.engine.store, now)
         log.info(report.line())
+        if self.every:  # the loop runs (not `run --once`)
+            self.schedule_ticks()
         return True
+
+    def schedule_ticks(self) -> None:
+        """Tick every ``interval:`` of the current setup: at the start of the loop, and after each
+        tick, so that a reloaded interval takes effect from the next tick."""
+        seconds = max(1, int(interval_seconds(self.engine.setup.loaded.interval)))
+        if seconds == self.every:
+            return
+        if self.every:
+            log.info("interval changed: now every %ss (was %ss)", seconds, self.every)
+        self.scheduler.clear()
+        self.scheduler.every(seconds).seconds.do(self.tick)
+        self.every = seconds
 
     def run(self, once: bool = False) -> None:
         if self.signals.requested:
@@ -121,15 +137,13 @@ class Daemon:
             metrics = serve_metrics(loaded.config.metrics)  # None unless `metrics:` is configured
             if metrics is not None:
                 self.engine.metrics = metrics
-            scheduler = schedule.Scheduler()
-            seconds = max(1, int(interval_seconds(loaded.interval)))
-            scheduler.every(seconds).seconds.do(self.tick)
-            log.info("sopwatch daemon started: every %ss, state %s", seconds, loaded.config.state)
+            self.schedule_ticks()
+            log.info("sopwatch daemon started: every %ss, state %s", self.every, loaded.config.state)
             try:
                 self.tick()
                 while not self.signals.requested:
-                    scheduler.run_pending()
-                    idle = scheduler.idle_seconds
+                    self.scheduler.run_pending()
+                    idle = self.scheduler.idle_seconds
                     time.sleep(max(0.05, min(1.0, idle if idle is not None else 1.0)))
             finally:
                 if metrics is not None:

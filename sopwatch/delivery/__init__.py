@@ -31,23 +31,10 @@ def make_transport(cfg: DeliveryConfig, base_dir: Path, env: Mapping[str, str]) 
     """Build the configured transport; ``env`` is ``os.environ`` (passed in so tests need no monkeypatching)."""
     if cfg.type == "maildir":
         return MaildirTransport(Path(base_dir) / cfg.path)
-    if not cfg.host:
-        raise ConfigError("delivery.host is required for SMTP delivery")
-    if cfg.starttls and cfg.tls:
-        raise ConfigError(
-            "delivery: set either starttls (upgrade on port 587) or tls (implicit TLS on port 465), not both"
-        )
+    # DeliveryConfig checked host, TLS and the user/password_env pair when the config loaded.
+    assert cfg.host is not None
     password: str | None = None
-    if cfg.user is not None or cfg.password_env is not None:
-        if cfg.user is None:
-            raise ConfigError("delivery.password_env is set but delivery.user is not")
-        if cfg.password_env is None:
-            raise ConfigError(
-                "delivery.user is set but delivery.password_env (the environment variable holding the password) is not"
-            )
-        if not (cfg.starttls or cfg.tls):
-            # Never put a password on the wire in clear text.
-            raise ConfigError("delivery.user needs starttls: true or tls: true so the password is encrypted")
+    if cfg.password_env is not None:
         password = env.get(cfg.password_env)
         if not password:  # an empty value is a deployment mistake, not a password
             raise ConfigError(
