@@ -311,6 +311,7 @@ class Engine:
         allowed = setup.loaded.config.allowed_domains
         composed: dict[str, Composed] = {}
         refusals: list[str] = []
+        unaddressed: list[str] = []
         messages = MessageSetup.of(setup, self.instance)
         for n in evaluation.sendable:
             if n.channel == "digest":
@@ -335,6 +336,14 @@ class Engine:
                     error = f"no recipient left: every one is {why}"
                     composed[key] = Composed(_address(self.sender), (), b"", refused, error)
                     continue
+            elif not recipients:
+                # No recipient resolved and no fallback_recipient: kept as failed, with the reason.
+                why = "; ".join(n.notes) or "no recipient"
+                line = f"{n.rule} / {n.action} ({n.kind}, step {n.step}): nobody to send to: {why}"
+                log.error("no recipient for outbox key %s: %s", key, line)
+                unaddressed.append(line)
+                composed[key] = Composed(_address(self.sender), (), b"", (), f"no recipient: {why}")
+                continue
             action = snapshot.actions.get(n.action)
             seen = evaluation.observations.get(n.action) or state.observations.get(n.action)
             observed = observed_fields(action.fields, seen) if action is not None and seen else None
@@ -348,6 +357,9 @@ class Engine:
             composed[key] = Composed(_address(self.sender), recipients, result.message.as_bytes(), refused)
         if refusals:
             self._admin("recipients refused (allowed_domains)", "\n".join(refusals))
+        if unaddressed:
+            hint = "Set fallback_recipient, or fix the register or the people directory."
+            self._admin("notifications with nobody to send to", "\n".join([*unaddressed, "", hint]))
         return composed
 
     # -- digests --------------------------------------------------------------------------

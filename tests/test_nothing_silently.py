@@ -1,5 +1,7 @@
-"""A running daemon follows an edited ``delivery:`` and ``interval:``, and says that ``state:`` needs
-a restart, instead of logging "reloaded" and going on as before."""
+"""A running daemon does not go on silently: an edited ``delivery:`` and ``interval:`` take effect
+(they used to be logged as "reloaded" and ignored), a ``state:`` edit is said to need a restart, and
+a notification with nobody to send to says why and tells the admin.
+"""
 
 from __future__ import annotations
 
@@ -96,3 +98,25 @@ def test_an_edited_interval_reschedules_the_ticks(tmp_path: Path, engines, caplo
         assert daemon.tick()
     assert daemon.every == 900 and [job.interval for job in daemon.scheduler.jobs] == [900]
     assert any("interval changed: now every 900s (was 300s)" in r.getMessage() for r in caplog.records)
+
+
+def test_a_notification_with_nobody_to_send_to_says_why_and_tells_the_admin(tmp_path: Path, engines) -> None:
+    """Without fallback_recipient: kept as failed, as before, but no longer silently."""
+    from test_hostile_inputs import CONFIG
+
+    config = make_setup(
+        tmp_path / "s",
+        [["A-1", "Pay", "open", "ghost", "2026-12-01"], ["A-2", "Ship", "open", "", "2026-12-01"]],
+        config=CONFIG.replace("fallback_recipient: carl@example.com\n", ""),
+    )
+    engine = engines(config)
+    engine.tick(WEDNESDAY)
+    query = "SELECT action, status, last_error FROM outbox WHERE kind = 'reminder'"
+    rows = {action: (status, error) for action, status, error in engine.store.db.execute(query)}
+    assert rows["A-1"][0] == rows["A-2"][0] == "failed"
+    assert rows["A-1"][1].startswith("no recipient: owner: owner 'ghost' is not in the people directory")
+    assert rows["A-2"][1].startswith("no recipient: owner: owner is unassigned")
+    (notice,) = [m for m in maildir(config, "maildir") if str(m["X-Sopwatch-Kind"]) == "admin"]
+    assert "nobody to send to" in str(notice["Subject"])
+    body = notice.get_body(("plain",)).get_content()
+    assert "late / A-1" in body and "late / A-2" in body and "fallback_recipient" in body
