@@ -652,6 +652,9 @@ def init_command(folder: Path | None, force: bool, timezone: str, config_path: P
     )
 
 
+FUTURE_BEAT_SLACK = 60  # seconds a heartbeat may lie ahead of this clock (another host's clock)
+
+
 @cli.command()
 @click.option(
     "--max-age",
@@ -680,6 +683,12 @@ def health(obj: Context, max_age: str | None) -> None:
         raise SopwatchError(f"unhealthy: no completed tick recorded in {state} (is `sopwatch run` running?)")
     age = (datetime.now(UTC) - beat).total_seconds()
     when = beat.astimezone(loaded.tz).isoformat(timespec="seconds")
+    if age < -FUTURE_BEAT_SLACK:
+        # Not a fresh tick: a clock set back, or a state file that a simulation wrote (`demo`).
+        raise SopwatchError(
+            f"unhealthy: the last tick is recorded at {when}, {human_seconds(-age)} in the future; "
+            "the clock was set back, or this state file was written by a simulation (sopwatch demo)"
+        )
     if age > limit:
         raise SopwatchError(
             f"unhealthy: the last tick was {human_seconds(age)} ago (at {when}), "

@@ -641,3 +641,21 @@ def test_explain_unknown_action_exits_1(run_sopwatch, example_copy: Path) -> Non
     assert result.returncode == 1
     assert "NW-9999" in result.stderr and "no action" in result.stderr
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("check", "--at", "9999-12-31T23:59"),
+        ("explain", "NW-1213", "--at", "9999-12-31T23:59"),
+        ("simulate", "--from", "9999-12-31T00:00", "--to", "9999-12-31T23:59"),
+        ("check", "--at", "0001-01-01T00:00"),
+    ],
+)
+def test_instants_at_the_ends_of_the_calendar_are_no_traceback(
+    run_sopwatch, example_copy: Path, command: tuple[str, ...]
+) -> None:
+    """The last minutes of year 9999 have no delivery window after them, and no next hourly tick."""
+    result = run_sopwatch(*command, "--config", "config.yaml", cwd=example_copy)
+    no_traceback(result)
+    assert result.returncode == 0, result.stderr

@@ -426,7 +426,7 @@ def test_run_once_exits_1_when_its_tick_fails_and_commits_nothing(run_sopwatch, 
 
 def test_listing_commands_create_no_state_file(run_sopwatch, example_copy: Path) -> None:
     """A mistyped `state:` path is said, not papered over with a new empty state file."""
-    state = example_copy / "demo-out" / "state.db"  # the example's, not there in a fresh copy
+    state = example_copy / "example-out" / "state.db"  # the example's, not there in a fresh copy
     out = cli(run_sopwatch, example_copy, "outbox")
     assert out.returncode == 0 and out.stdout.strip() == "the outbox is empty"
     assert f"note: no state file at {state} yet" in out.stderr

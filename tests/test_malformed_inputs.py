@@ -146,7 +146,7 @@ CASES = [
         "config-smtp-auth-without-tls",
         CONFIG,
         replace(
-            "  type: maildir\n  path: demo-out/maildir\n",
+            "  type: maildir\n  path: example-out/maildir\n",
             "  type: smtp\n  host: mail.example.com\n  starttls: false\n  user: ops\n  password_env: PW\n",
         ),
         "type: smtp\n",  # the delivery mapping starts with its first key (the comment above says "type: smtp with")
@@ -206,7 +206,7 @@ CASES = [
         "config-smtp-without-a-word-on-tls",
         CONFIG,
         replace(
-            "  type: maildir\n  path: demo-out/maildir\n", "  type: smtp\n  host: smtp.northwind.example\n"
+            "  type: maildir\n  path: example-out/maildir\n", "  type: smtp\n  host: smtp.northwind.example\n"
         ),
         "type: smtp\n  host",
         "delivery: say whether SMTP uses TLS",

@@ -168,6 +168,13 @@ def test_health_after_a_tick_when_stale_and_when_absent(tmp_path: Path, run_sopw
     assert run_sopwatch("health", "--max-age", "30m", "--config", str(config)).returncode == 0
     assert run_sopwatch("health", "--max-age", "900s", "--config", str(config)).returncode == 1
 
+    # A beat ahead of the clock is no proof of life: a clock set back, or a demo's simulated month.
+    set_beat(state, datetime.now(UTC) + timedelta(days=30))
+    future = run_sopwatch("health", "--config", str(config))
+    assert future.returncode == 1 and "in the future" in future.stderr, future.stderr
+    set_beat(state, datetime.now(UTC) + timedelta(seconds=30))  # another host's clock, a little ahead
+    assert run_sopwatch("health", "--config", str(config)).returncode == 0
+
     set_beat(state, None)
     gone = run_sopwatch("health", "--config", str(config))
     assert gone.returncode == 1 and "no completed tick" in gone.stderr

@@ -59,7 +59,10 @@ class BusinessCalendar:
         day = local.date()
         if self.is_business_day(day) and self.hours_start <= local.time() < self.hours_end:
             return instant
-        if not (self.is_business_day(day) and local.time() < self.hours_start):
-            day = self.offset(day + timedelta(days=1), 0)
-        start = datetime.combine(day, self.hours_start, tzinfo=tz)
-        return start.astimezone(instant.tzinfo) if instant.tzinfo else start
+        try:
+            if not (self.is_business_day(day) and local.time() < self.hours_start):
+                day = self.offset(day + timedelta(days=1), 0)
+            start = datetime.combine(day, self.hours_start, tzinfo=tz)
+            return start.astimezone(instant.tzinfo) if instant.tzinfo else start
+        except OverflowError:  # no window left before the calendar ends (year 9999): no reason to wait
+            return instant

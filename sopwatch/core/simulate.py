@@ -18,7 +18,10 @@ def ticks(start: datetime, end: datetime, every: timedelta) -> Iterator[datetime
     instant = start
     while instant <= end:
         yield instant
-        instant = instant + every
+        try:
+            instant = instant + every
+        except OverflowError:  # the calendar ends (year 9999) before ``end`` does
+            return
 
 
 def simulate(
