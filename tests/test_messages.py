@@ -404,7 +404,26 @@ def test_override_replaces_builtin(tmp_path: Path) -> None:
     assert composed.fallback_reason is None
     text, html = bodies(parse(composed))
     assert text == "Custom for Dana Scholz: Approve the Q1 safety-stock increase for EMEA\n"
-    assert "<!DOCTYPE html>" in html  # the built-in HTML part still applies
+    # Not the built-in HTML, which would say other things in the part most clients show: the text.
+    assert "Custom for Dana Scholz: Approve the Q1 safety-stock increase for EMEA" in html
+    builtin_html = bodies(parse(build(notification())))[1]
+    assert "Custom for" not in builtin_html and builtin_html != html
+
+
+def test_an_override_of_both_bodies_keeps_both(tmp_path: Path) -> None:
+    write(tmp_path, "reminder.txt.j2", "Text for {{ action.id }}\n")
+    write(tmp_path, "reminder.html.j2", "<p>HTML for {{ action.id }}</p>")
+    assert bodies(parse(build(notification(), templates=TemplateSet(tmp_path)))) == (
+        "Text for A-17\n",
+        "<p>HTML for A-17</p>\n",
+    )
+
+
+def test_an_html_only_override_keeps_the_builtin_text(tmp_path: Path) -> None:
+    write(tmp_path, "reminder.html.j2", "<p>HTML for {{ action.id }}</p>")
+    text, html = bodies(parse(build(notification(), templates=TemplateSet(tmp_path))))
+    assert html.strip() == "<p>HTML for A-17</p>"
+    assert text == bodies(parse(build(notification())))[0]
 
 
 def test_custom_template_without_html_gets_an_escaped_html_part(tmp_path: Path) -> None:

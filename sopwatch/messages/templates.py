@@ -12,6 +12,7 @@ import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -22,6 +23,7 @@ from jinja2 import (
     FileSystemLoader,
     PackageLoader,
     StrictUndefined,
+    Template,
     TemplateNotFound,
     TemplateSyntaxError,
     pass_context,
@@ -297,7 +299,23 @@ class TemplateSet:
             html_template = env.get_template(f"{name}.html.j2")
         except TemplateNotFound:
             return RenderedText(subject, text, None)
+        if _is_builtin(html_template) and not _is_builtin(text_template):
+            # The admin rewrote the text only: the built-in HTML would say other things, and most
+            # mail clients show the HTML. Without an HTML body the email's is made from the text.
+            return RenderedText(subject, text, None)
         return RenderedText(subject, text, html_template.render(full) if bodies else None)
+
+
+BUILTIN_FOLDER = Path(__file__).resolve().parent.parent / "templates"
+
+
+def _is_builtin(template: Template) -> bool:
+    return template.filename is not None and _in_builtin_folder(template.filename)
+
+
+@lru_cache(maxsize=256)
+def _in_builtin_folder(filename: str) -> bool:  # cached: every message asks, the answer never changes
+    return Path(filename).resolve().parent == BUILTIN_FOLDER
 
 
 def _last_resort(context: Mapping[str, Any], reason: str) -> RenderedText:
