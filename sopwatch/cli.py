@@ -156,7 +156,7 @@ def check(obj: Context, at_text: str | None, as_json: bool) -> None:
     now = obj.instant(at_text)
     state = _load_state(setup)
     result = evaluate(setup.snapshot, setup.rules, setup.environment, state, now, plan_ahead=False)
-    _print_notifications(setup, _as_sent(setup, result.notifications), as_json)
+    _print_notifications(setup, _as_sent(setup, result.notifications), as_json, stored_threads=True)
     if result.deferred:
         click.echo(f"note: {result.deferred} more wait for the next tick (max_messages_per_tick)", err=True)
 
@@ -186,7 +186,7 @@ def simulate_command(obj: Context, start_text: str, end_text: str, every: str, a
         sent.extend(evaluation.notifications)
         capped += evaluation.deferred > 0
     as_sent = _as_sent(setup, sent)
-    _print_notifications(setup, as_sent, as_json)
+    _print_notifications(setup, as_sent, as_json, stored_threads=False)  # a fresh state
     if not as_json:
         _print_summary([filtered.notification for _original, filtered in as_sent])
     if capped:
@@ -261,8 +261,13 @@ def _as_sent(setup: Setup, notifications: Iterable[Notification]) -> list[tuple[
     return [(n, filter_notification(n, allowed)) for n in notifications]
 
 
-def _print_notifications(setup: Setup, sent: list[tuple[Notification, Filtered]], as_json: bool) -> None:
-    subject_of = _subjects(setup) if as_json else None  # only --json prints subjects
+def _print_notifications(
+    setup: Setup, sent: list[tuple[Notification, Filtered]], as_json: bool, *, stored_threads: bool
+) -> None:
+    subject_of = None  # only --json prints subjects
+    if as_json:
+        threads = _thread_subjects(setup, {n.action for n, _ in sent}) if stored_threads else {}
+        subject_of = _subjects(setup, threads)
     tz = setup.loaded.tz
     for original, filtered in sent:
         n, refused = filtered.notification, list(filtered.refused)
@@ -289,8 +294,10 @@ def _print_notifications(setup: Setup, sent: list[tuple[Notification, Filtered]]
             click.echo(f"{'':>19}note: {note}")
 
 
-def _subjects(setup: Setup) -> Callable[[Notification], str]:
-    """The subject each notification's email carries: the daemon's templates, context and instant."""
+def _subjects(setup: Setup, threads: dict[str, str]) -> Callable[[Notification], str]:
+    """The subject each notification's email carries: the daemon's templates, context and instant,
+    and, as the daemon does, the subject of the first message about an action for every later one
+    (``threads``, from the state file, else from earlier in this output)."""
     # Imported here, so a check without --json never loads jinja2.
     from sopwatch.messages.notification import MessageSetup, rendered_at, template_names, templates_folder
     from sopwatch.messages.templates import TemplateSet
@@ -300,11 +307,26 @@ def _subjects(setup: Setup) -> Callable[[Notification], str]:
     actions = setup.snapshot.actions
 
     def subject_of(n: Notification) -> str:
+        if n.action in threads:
+            return threads[n.action]
         name, builtin = template_names(n)
         context = messages.context(n, actions.get(n.action), rendered_at(n, n.at))
-        return templates.subject(name, context, builtin=builtin)
+        subject = templates.subject(name, context, builtin=builtin)
+        if n.channel != "digest":
+            threads[n.action] = subject
+        return subject
 
     return subject_of
+
+
+def _thread_subjects(setup: Setup, actions: set[str]) -> dict[str, str]:
+    store = open_for_reading(_state_path(setup))
+    if store is None:
+        return {}
+    try:
+        return store.thread_subjects(actions)
+    finally:
+        store.close()
 
 
 def _print_summary(notifications: list[Notification]) -> None:

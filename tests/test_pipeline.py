@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import email
 import email.policy
+import json
 import os
 import re
 import sqlite3
@@ -18,7 +19,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from daemon_setup import LATE_RULE, delivered, kind_of, of_kind, write_setup
+from daemon_setup import LATE_RULE, delivered, kind_of, messages, of_kind, write_setup
 
 from sopwatch.adapters.state_store import StateStore
 from sopwatch.core.state import Silence
@@ -644,3 +645,50 @@ def test_a_send_held_back_by_a_silence_goes_out_when_the_silence_ends(engines, t
         ("reminder", "sent"),
         ("hold", "sent"),
     ]
+
+
+# --- one subject per action (SPEC §3) -----------------------------------------------------------
+
+ESCALATING_RULE = """\
+rules:
+  - id: late
+    description: Open work past its due date
+    when: {status: open}
+    fire_at: due
+    escalation:
+      - notify: [owner]
+      - after: 1 day
+        notify: ["manager(owner)"]
+        template: escalate
+    repeat: 1 day
+"""
+
+
+def test_every_message_about_an_action_keeps_the_subject_of_the_first(
+    tmp_path: Path, engines, run_sopwatch
+) -> None:
+    """A title edited in the register, or a step with a subject of its own, would split the thread
+    in Gmail and Outlook, which thread by subject; the body still shows the title as it is now."""
+    templates = {
+        "escalate.subject.j2": "ESCALATED {{ action.id }}\n",
+        "escalate.txt.j2": "{{ action.title }}\n",
+    }
+    config = make_setup(
+        tmp_path / "s", [row("A-1", "ann", "2026-12-01", "Pay")], rules=ESCALATING_RULE, templates=templates
+    )
+    engine = engines(config)
+    engine.tick(datetime(2026, 12, 2, 10, tzinfo=BERLIN))  # the reminder
+    register = config.parent / "register.csv"
+    register.write_text(
+        register.read_text(encoding="utf-8").replace(",Pay,", ",Pay the invoice,"), encoding="utf-8"
+    )
+    check = run_sopwatch("check", "--json", "--at", "2026-12-03T10:00", "--config", str(config))
+    assert check.returncode == 0, check.stderr
+    assert {json.loads(line)["subject"] for line in check.stdout.splitlines()} == {"[S&OP] A-1: Pay"}
+    engine.tick(datetime(2026, 12, 3, 10, tzinfo=BERLIN))  # the escalation, with a template of its own
+    sent = messages(config)
+    assert len(sent) == 2
+    assert {str(m["Subject"]) for m in sent} == {"[S&OP] A-1: Pay"}
+    assert len({str(m["References"]) for m in sent}) == 1
+    escalation = next(m for m in sent if m["To"].addresses[0].addr_spec == CARL)
+    assert escalation.get_body(("plain",)).get_content().strip() == "Pay the invoice"

@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS digests_sent (
 );
 CREATE TABLE IF NOT EXISTS heartbeat (id INTEGER PRIMARY KEY CHECK (id = 1), at TEXT NOT NULL, summary TEXT);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS threads (action TEXT PRIMARY KEY, subject TEXT NOT NULL);
 """
 
 PENDING = ("pending", "retry")
@@ -64,6 +65,7 @@ class Composed:
     # Recipients taken out before sending (allowed_domains), with why; stored as refused.
     refused: tuple[tuple[str, str], ...] = ()
     error: str | None = None  # why a message has no recipient left: its row's last_error
+    subject: str | None = None  # the subject it went out with: the action's thread subject, if first
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,11 +377,31 @@ class StateStore:
                     ),
                 )
                 enqueued += cursor.rowcount
+                if status == "pending" and message is not None and message.subject:
+                    # The first subject about an action is its thread's: later ones reuse it (SPEC §3).
+                    db.execute(
+                        "INSERT OR IGNORE INTO threads (action, subject) VALUES (?, ?)",
+                        (n.action, message.subject),
+                    )
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
         return enqueued
+
+    def thread_subjects(self, actions: Iterable[str]) -> dict[str, str]:
+        """The subject every message about each of ``actions`` keeps, for those that have one."""
+        wanted = sorted(set(actions))
+        found: dict[str, str] = {}
+        try:
+            for start in range(0, len(wanted), 500):  # SQLite's limit on parameters
+                chunk = wanted[start : start + 500]
+                marks = ", ".join("?" * len(chunk))
+                query = f"SELECT action, subject FROM threads WHERE action IN ({marks})"
+                found.update(self.db.execute(query, chunk).fetchall())
+        except sqlite3.OperationalError:  # a state file from before threads, opened read-only
+            return {}
+        return found
 
     def enqueue(
         self, key: str, kind: str, message: Composed, now: datetime, notification: Mapping[str, Any]

@@ -313,6 +313,7 @@ class Engine:
         refusals: list[str] = []
         unaddressed: list[str] = []
         messages = MessageSetup.of(setup, self.instance)
+        threads = self.store.thread_subjects(n.action for n in evaluation.sendable if n.channel != "digest")
         for n in evaluation.sendable:
             if n.channel == "digest":
                 continue
@@ -348,13 +349,19 @@ class Engine:
             seen = evaluation.observations.get(n.action) or state.observations.get(n.action)
             observed = observed_fields(action.fields, seen) if action is not None and seen else None
             result = compose_notification(
-                messages, self.templates, filtered.notification, action, now, observed
+                messages, self.templates, filtered.notification, action, now, observed, threads.get(n.action)
             )
             if result.fallback_reason:
                 reason = self._in_source(result.fallback_reason)
                 log.error("template failed for %s, used the built-in: %s", n.key, reason)
                 self._admin(f"template failed: {n.template}", reason)
-            composed[key] = Composed(_address(self.sender), recipients, result.message.as_bytes(), refused)
+            composed[key] = Composed(
+                _address(self.sender),
+                recipients,
+                result.message.as_bytes(),
+                refused,
+                subject=str(result.message["Subject"]),
+            )
         if refusals:
             self._admin("recipients refused (allowed_domains)", "\n".join(refusals))
         if unaddressed:
@@ -547,9 +554,10 @@ def compose_notification(
     action: Action | None,
     now: datetime,
     observed: Mapping[str, Any] | None = None,
+    thread_subject: str | None = None,
 ) -> ComposedEmail:
     """The email for one notification, with the rule's and the cycle's context (and the action's
-    observed instants, when given).
+    observed instants, when given); ``thread_subject`` is the subject the action's thread keeps.
 
     It is dated (and rendered as of) the instant it may go out, as ``check`` renders its subject.
     """
@@ -565,6 +573,7 @@ def compose_notification(
         busy=hold.busy if hold else False,
         hold_title=hold.title if hold else None,
         instance=messages.instance,
+        thread_subject=thread_subject,
     )
     result.message["X-Sopwatch-Kind"] = n.kind
     result.message["X-Sopwatch-Repeat"] = str(n.repeat)

@@ -194,14 +194,19 @@ def compose_from_context(
     busy: bool = False,
     hold_title: str | None = None,
     instance: str = "",
+    thread_subject: str | None = None,
 ) -> Composed:
     """One notification as an email; a calendar/cancel notification with a hold becomes an iMIP invite.
 
     ``context`` comes from ``messages.notification``, where ``check`` gets the one it prints the
     subject from. ``instance`` is the state file's token (see ``StateStore.instance``).
+    ``thread_subject``, the subject of the first message about the action, replaces the rendered
+    one: a title edited since, or a step with a template of its own, must not split the thread.
     """
     name, builtin = template_names(notification)
     rendered = templates.render(name, context, builtin=builtin)
+    if thread_subject:
+        rendered = replace(rendered, subject=thread_subject)
 
     recipients = [*notification.to, *notification.cc]
     message_id = message_id_for(notification.key, recipients, notification.action, sender, instance)
