@@ -649,19 +649,10 @@ def test_a_send_held_back_by_a_silence_goes_out_when_the_silence_ends(engines, t
 
 # --- one subject per action (SPEC §3) -----------------------------------------------------------
 
-ESCALATING_RULE = """\
-rules:
-  - id: late
-    description: Open work past its due date
-    when: {status: open}
-    fire_at: due
-    escalation:
-      - notify: [owner]
-      - after: 1 day
-        notify: ["manager(owner)"]
-        template: escalate
-    repeat: 1 day
-"""
+ESCALATING_RULE = LATE_RULE.replace(
+    "      - notify: [owner]\n",
+    '      - notify: [owner]\n      - after: 1 day\n        notify: ["manager(owner)"]\n        template: escalate\n',
+)
 
 
 def test_every_message_about_an_action_keeps_the_subject_of_the_first(
