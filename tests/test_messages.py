@@ -674,6 +674,13 @@ def test_digest_groups_by_rule_sorted_by_severity_then_age() -> None:
     assert "Overdue 8+ days" in html and "72%" in html
 
 
+def test_a_digest_puts_its_summary_before_the_list() -> None:
+    """Gmail clips an HTML part past ~100 KB: with hundreds of items, a summary at the end is lost."""
+    text, html = bodies(parse(build_digest(digest_items())))
+    for body, first_item in ((text, "- A-5:"), (html, ">A-5<")):
+        assert body.index("Execution discipline in your area") < body.index(first_item)
+
+
 def test_digest_with_missing_figures() -> None:
     summary = DigestSummary(open=1, overdue=0)
     composed = compose_digest(
