@@ -19,7 +19,12 @@ import click
 
 from sopwatch import __version__
 from sopwatch.adapters.cycles import describe_cycles
-from sopwatch.adapters.state_store import StateStore, notification_json, open_for_reading
+from sopwatch.adapters.state_store import (
+    StateStore,
+    notification_json,
+    open_for_reading,
+    stored_thread_subjects,
+)
 from sopwatch.collector import collector_paused, settle_long_lived
 from sopwatch.config.loader import Setup, load_setup, with_silence_matchers
 from sopwatch.core.evaluate import Notification, evaluate
@@ -31,6 +36,7 @@ from sopwatch.timeparse import parse_instant, parse_step
 if TYPE_CHECKING:
     from sopwatch.core.explain import StepView
     from sopwatch.daemon.policy import Filtered
+    from sopwatch.messages.notification import ThreadSubjects
 
 
 @dataclass
@@ -266,15 +272,19 @@ def _print_notifications(
 ) -> None:
     subject_of = None  # only --json prints subjects
     if as_json:
-        threads = _thread_subjects(setup, {n.action for n, _ in sent}) if stored_threads else {}
-        subject_of = _subjects(setup, threads)
+        from sopwatch.messages.notification import ThreadSubjects  # jinja2 only for --json
+
+        actions = {n.action for n, _ in sent}
+        stored = stored_thread_subjects(_state_path(setup), actions) if stored_threads else {}
+        subject_of = _subjects(setup, ThreadSubjects(stored))
     tz = setup.loaded.tz
     for original, filtered in sent:
         n, refused = filtered.notification, list(filtered.refused)
         if subject_of is not None:
             data = notification_json(n)
             # With nobody left the daemon sends nothing; the subject is that of the unfiltered message.
-            data["subject"] = subject_of(n if n.to or n.cc else original)
+            goes_out = bool(n.to or n.cc) and n.silenced_by is None
+            data["subject"] = subject_of(n if n.to or n.cc else original, goes_out)
             if refused:
                 data["refused"] = refused
             click.echo(json.dumps(data, ensure_ascii=False))
@@ -294,10 +304,10 @@ def _print_notifications(
             click.echo(f"{'':>19}note: {note}")
 
 
-def _subjects(setup: Setup, threads: dict[str, str]) -> Callable[[Notification], str]:
+def _subjects(setup: Setup, threads: ThreadSubjects) -> Callable[[Notification, bool], str]:
     """The subject each notification's email carries: the daemon's templates, context and instant,
     and, as the daemon does, the subject of the first message about an action for every later one
-    (``threads``, from the state file, else from earlier in this output)."""
+    (``threads``: from the state file, else from the first one in this output that goes out)."""
     # Imported here, so a check without --json never loads jinja2.
     from sopwatch.messages.notification import MessageSetup, rendered_at, template_names, templates_folder
     from sopwatch.messages.templates import TemplateSet
@@ -306,27 +316,18 @@ def _subjects(setup: Setup, threads: dict[str, str]) -> Callable[[Notification],
     messages = MessageSetup.of(setup)
     actions = setup.snapshot.actions
 
-    def subject_of(n: Notification) -> str:
-        if n.action in threads:
-            return threads[n.action]
+    def subject_of(n: Notification, goes_out: bool) -> str:
+        pinned = threads.of(n.action) if n.channel != "digest" else None
+        if pinned is not None:
+            return pinned
         name, builtin = template_names(n)
         context = messages.context(n, actions.get(n.action), rendered_at(n, n.at))
         subject = templates.subject(name, context, builtin=builtin)
-        if n.channel != "digest":
-            threads[n.action] = subject
+        if goes_out and n.channel != "digest":
+            threads.going_out(n.action, subject)
         return subject
 
     return subject_of
-
-
-def _thread_subjects(setup: Setup, actions: set[str]) -> dict[str, str]:
-    store = open_for_reading(_state_path(setup))
-    if store is None:
-        return {}
-    try:
-        return store.thread_subjects(actions)
-    finally:
-        store.close()
 
 
 def _print_summary(notifications: list[Notification]) -> None:

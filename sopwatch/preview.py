@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sopwatch.adapters.state_store import stored_thread_subjects
 from sopwatch.config.loader import Setup
 from sopwatch.core.evaluate import Notification, delivery_start, record_of, resolve_recipients
 from sopwatch.core.state import HoldRecord, State
@@ -69,7 +70,9 @@ def preview(
     if name not in BUILTINS and not templates.exists(name):
         raise SopwatchError(f"no template {name!r} (built-in: {', '.join(BUILTINS)})")
     action = setup.snapshot.actions[action_id]
-    return compose_notification(MessageSetup.of(setup), templates, notification, action, now)
+    state = setup.loaded.path(setup.loaded.config.state)
+    thread = stored_thread_subjects(state, [action_id]).get(action_id)  # as the daemon would send it
+    return compose_notification(MessageSetup.of(setup), templates, notification, action, now, None, thread)
 
 
 def _rule_using(setup: Setup, name: str):  # type: ignore[no-untyped-def]

@@ -683,3 +683,64 @@ def test_every_message_about_an_action_keeps_the_subject_of_the_first(
     assert len({str(m["References"]) for m in sent}) == 1
     escalation = next(m for m in sent if m["To"].addresses[0].addr_spec == CARL)
     assert escalation.get_body(("plain",)).get_content().strip() == "Pay the invoice"
+
+
+def test_two_messages_about_a_new_action_in_one_tick_share_a_subject_and_check_says_which(
+    tmp_path: Path, engines, run_sopwatch
+) -> None:
+    """A step with a subject of its own and a calendar hold: two messages in the first tick."""
+    rules = LATE_RULE.replace(
+        "      - notify: [owner]\n",
+        '      - notify: [owner]\n        template: nudge\n        calendar_hold: {start: "fire_at + 2 days", duration: 30m}\n',
+    )
+    templates = {"nudge.subject.j2": "NUDGE {{ action.id }}\n", "nudge.txt.j2": "{{ action.title }}\n"}
+    config = make_setup(
+        tmp_path / "s", [row("A-1", "ann", "2026-12-01", "Pay")], rules=rules, templates=templates
+    )
+    check = run_sopwatch("check", "--json", "--at", "2026-12-02T10:00", "--config", str(config))
+    assert check.returncode == 0, check.stderr
+    promised = [json.loads(line)["subject"] for line in check.stdout.splitlines()]
+    engines(config).tick(datetime(2026, 12, 2, 10, tzinfo=BERLIN))
+    sent = [str(m["Subject"]) for m in messages(config)]
+    assert len(sent) == 2 and len(set(sent)) == 1, sent
+    assert sorted(promised) == sorted(sent)
+
+
+def test_a_first_message_nobody_received_does_not_set_the_subject(tmp_path: Path, engines) -> None:
+    """Queued for Monday's window, withdrawn when the work was done on Sunday: the thread starts
+    with the first message that does go out, under the title the action has by then."""
+    config = office_hours_setup(tmp_path / "s")
+    engine = engines(config)
+    engine.tick(datetime(2026, 12, 5, 10, tzinfo=BERLIN))  # Saturday: queued until Monday 08:00
+    set_status(config, "done")
+    engine.tick(datetime(2026, 12, 6, 10, tzinfo=BERLIN))  # Sunday: withdrawn
+    register = config.parent / "register.csv"
+    text = (
+        register.read_text(encoding="utf-8")
+        .replace(",done,", ",open,")
+        .replace("Item A-1", "Pay the supplier")
+    )
+    register.write_text(text, encoding="utf-8")
+    engine.tick(datetime(2026, 12, 7, 9, tzinfo=BERLIN))  # Monday: a new episode, sent
+    subjects = {str(m["Subject"]) for m in messages(config)}
+    assert subjects == {"[S&OP] A-1: Pay the supplier"}
+
+
+def test_a_state_file_from_before_subjects_gets_the_column_and_reads_without_it(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    StateStore(path).close()
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("DROP INDEX outbox_action")
+        db.execute("ALTER TABLE outbox DROP COLUMN subject")  # as an older sopwatch wrote it
+    reader = StateStore(path, readonly=True)
+    try:
+        assert reader.thread_subjects(["A-1"]) == {}
+    finally:
+        reader.close()
+    writer = StateStore(path)
+    try:
+        assert writer.thread_subjects(["A-1"]) == {}
+        columns = {row[1] for row in writer.db.execute("PRAGMA table_info(outbox)")}
+        assert "subject" in columns
+    finally:
+        writer.close()

@@ -41,15 +41,15 @@ CREATE TABLE IF NOT EXISTS outbox (
     status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, sent_at TEXT,
     notification TEXT NOT NULL,
     sender TEXT, pending_to TEXT, accepted TEXT NOT NULL DEFAULT '[]', refused TEXT NOT NULL DEFAULT '{}',
-    next_attempt TEXT, message BLOB
+    next_attempt TEXT, message BLOB, subject TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (status, not_before);
+CREATE INDEX IF NOT EXISTS outbox_action ON outbox (action);
 CREATE TABLE IF NOT EXISTS digests_sent (
     digest TEXT NOT NULL, recipient TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY (digest, recipient)
 );
 CREATE TABLE IF NOT EXISTS heartbeat (id INTEGER PRIMARY KEY CHECK (id = 1), at TEXT NOT NULL, summary TEXT);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS threads (action TEXT PRIMARY KEY, subject TEXT NOT NULL);
 """
 
 PENDING = ("pending", "retry")
@@ -65,7 +65,7 @@ class Composed:
     # Recipients taken out before sending (allowed_domains), with why; stored as refused.
     refused: tuple[tuple[str, str], ...] = ()
     error: str | None = None  # why a message has no recipient left: its row's last_error
-    subject: str | None = None  # the subject it went out with: the action's thread subject, if first
+    subject: str | None = None  # its Subject: the first one about an action that goes out is the thread's
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +238,17 @@ def _refuse_a_foreign_database(db: sqlite3.Connection, path: str) -> bool:
     return bool(tables)
 
 
+def stored_thread_subjects(path: Path, actions: Iterable[str]) -> dict[str, str]:
+    """``StateStore.thread_subjects`` of the state file at ``path``, read-only; {} without one."""
+    store = open_for_reading(path)
+    if store is None:
+        return {}
+    try:
+        return store.thread_subjects(actions)
+    finally:
+        store.close()
+
+
 def open_for_reading(path: Path) -> StateStore | None:
     """The state file opened read-only, None when there is no state yet: no file, or a database
     without tables, as a daemon starting beside the command has just created it. A command that
@@ -249,6 +260,29 @@ def open_for_reading(path: Path) -> StateStore | None:
         store.close()
         return None
     return store
+
+
+def _create_schema(db: sqlite3.Connection) -> None:
+    """The tables, in one transaction: a command reading beside a starting daemon sees all or none.
+
+    Whether an older file needs a column is decided before that transaction (``executescript``
+    commits whatever is open), so a second process may add it first: then this tries once more.
+    """
+    for attempt in (1, 2):
+        try:
+            db.executescript(f"BEGIN IMMEDIATE;\n{_migrations(db)}{SCHEMA}\nCOMMIT;")
+            return
+        except sqlite3.OperationalError as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            if attempt == 2 or "duplicate column" not in str(exc):
+                raise
+
+
+def _migrations(db: sqlite3.Connection) -> str:
+    """What brings an older state file's tables up to ``SCHEMA``, which only adds missing tables."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
+    return "ALTER TABLE outbox ADD COLUMN subject TEXT;\n" if columns and "subject" not in columns else ""
 
 
 INSTANCE_KEY = "instance"
@@ -272,8 +306,7 @@ class StateStore:
                 self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
                 _refuse_a_foreign_database(self.db, self.path)
                 self.db.execute("PRAGMA journal_mode=WAL")
-                # One transaction: a command reading beside a starting daemon sees every table or none.
-                self.db.executescript(f"BEGIN IMMEDIATE;\n{SCHEMA}\nCOMMIT;")
+                _create_schema(self.db)
                 self.holds_state = True
             self.db.execute("PRAGMA busy_timeout=30000")
         except (sqlite3.DatabaseError, OSError) as exc:
@@ -353,8 +386,8 @@ class StateStore:
                 cursor = db.execute(
                     "INSERT OR IGNORE INTO outbox (key, episode, step, repeat, kind, channel, rule, action,"
                     " recipients, created_at, not_before, status, notification, sender, pending_to, message,"
-                    " refused, last_error)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " refused, last_error, subject)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         key,
                         n.episode,
@@ -374,15 +407,10 @@ class StateStore:
                         message.data if message else None,
                         json.dumps(dict(message.refused)) if message else "{}",
                         WITHDRAWN_UNTOLD if status == "withdrawn" else message.error if message else None,
+                        message.subject if message else None,
                     ),
                 )
                 enqueued += cursor.rowcount
-                if status == "pending" and message is not None and message.subject:
-                    # The first subject about an action is its thread's: later ones reuse it (SPEC §3).
-                    db.execute(
-                        "INSERT OR IGNORE INTO threads (action, subject) VALUES (?, ?)",
-                        (n.action, message.subject),
-                    )
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -390,16 +418,20 @@ class StateStore:
         return enqueued
 
     def thread_subjects(self, actions: Iterable[str]) -> dict[str, str]:
-        """The subject every message about each of ``actions`` keeps, for those that have one."""
+        """The subject of the first message about each of ``actions`` that went out or still waits
+        to: every later message about the action keeps it (SPEC §3). A withdrawn, silenced or
+        failed first message sets nothing, since nobody received it."""
         wanted = sorted(set(actions))
         found: dict[str, str] = {}
         try:
             for start in range(0, len(wanted), 500):  # SQLite's limit on parameters
                 chunk = wanted[start : start + 500]
-                marks = ", ".join("?" * len(chunk))
-                query = f"SELECT action, subject FROM threads WHERE action IN ({marks})"
-                found.update(self.db.execute(query, chunk).fetchall())
-        except sqlite3.OperationalError:  # a state file from before threads, opened read-only
+                query = (
+                    f"SELECT action, subject FROM outbox WHERE action IN ({', '.join('?' * len(chunk))})"
+                    " AND subject IS NOT NULL AND status IN ('sent', 'pending', 'retry') ORDER BY id DESC"
+                )
+                found.update(self.db.execute(query, chunk).fetchall())  # the earliest row wins
+        except sqlite3.OperationalError:  # a state file from before subjects, opened read-only
             return {}
         return found
 

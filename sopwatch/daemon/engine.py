@@ -45,7 +45,13 @@ from sopwatch.messages.email import (
     text_to_html,
 )
 from sopwatch.messages.email import Composed as ComposedEmail
-from sopwatch.messages.notification import MessageSetup, org_name, rendered_at, templates_folder
+from sopwatch.messages.notification import (
+    MessageSetup,
+    ThreadSubjects,
+    org_name,
+    rendered_at,
+    templates_folder,
+)
 from sopwatch.messages.templates import TemplateSet
 from sopwatch.observability import NULL_METRICS, EngineMetrics
 
@@ -313,7 +319,9 @@ class Engine:
         refusals: list[str] = []
         unaddressed: list[str] = []
         messages = MessageSetup.of(setup, self.instance)
-        threads = self.store.thread_subjects(n.action for n in evaluation.sendable if n.channel != "digest")
+        threads = ThreadSubjects(
+            self.store.thread_subjects(n.action for n in evaluation.sendable if n.channel != "digest")
+        )
         for n in evaluation.sendable:
             if n.channel == "digest":
                 continue
@@ -349,18 +357,16 @@ class Engine:
             seen = evaluation.observations.get(n.action) or state.observations.get(n.action)
             observed = observed_fields(action.fields, seen) if action is not None and seen else None
             result = compose_notification(
-                messages, self.templates, filtered.notification, action, now, observed, threads.get(n.action)
+                messages, self.templates, filtered.notification, action, now, observed, threads.of(n.action)
             )
             if result.fallback_reason:
                 reason = self._in_source(result.fallback_reason)
                 log.error("template failed for %s, used the built-in: %s", n.key, reason)
                 self._admin(f"template failed: {n.template}", reason)
+            subject = str(result.message["Subject"])
+            threads.going_out(n.action, subject)  # a second message about a new action: this subject
             composed[key] = Composed(
-                _address(self.sender),
-                recipients,
-                result.message.as_bytes(),
-                refused,
-                subject=str(result.message["Subject"]),
+                _address(self.sender), recipients, result.message.as_bytes(), refused, subject=subject
             )
         if refusals:
             self._admin("recipients refused (allowed_domains)", "\n".join(refusals))

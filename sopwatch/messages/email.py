@@ -204,9 +204,7 @@ def compose_from_context(
     one: a title edited since, or a step with a template of its own, must not split the thread.
     """
     name, builtin = template_names(notification)
-    rendered = templates.render(name, context, builtin=builtin)
-    if thread_subject:
-        rendered = replace(rendered, subject=thread_subject)
+    rendered = templates.render(name, context, builtin=builtin, subject=thread_subject)
 
     recipients = [*notification.to, *notification.cc]
     message_id = message_id_for(notification.key, recipients, notification.action, sender, instance)

@@ -165,3 +165,21 @@ class MessageSetup:
             now=now,
             cycle=cycle_context(self.cycle(action)),
         )
+
+
+class ThreadSubjects:
+    """The subject every message about an action keeps (SPEC §3): that of the first one to go out.
+
+    Starts from what the state file holds (``StateStore.thread_subjects``); a message that goes out
+    now sets its action's subject for the messages after it, two about a new action in one tick
+    included. Digests are about many actions and keep their own subjects.
+    """
+
+    def __init__(self, known: Mapping[str, str] | None = None) -> None:
+        self._known = dict(known or {})
+
+    def of(self, action: str) -> str | None:
+        return self._known.get(action)
+
+    def going_out(self, action: str, subject: str) -> None:
+        self._known.setdefault(action, subject)

@@ -233,12 +233,15 @@ class TemplateSet:
 
     # -- rendering ---------------------------------------------------------------------------
 
-    def render(self, name: str, context: Mapping[str, Any], *, builtin: str | None = None) -> RenderedText:
+    def render(
+        self, name: str, context: Mapping[str, Any], *, builtin: str | None = None, subject: str | None = None
+    ) -> RenderedText:
         """Subject, text and HTML for ``name``; the built-in ``builtin`` replaces a failing override.
 
-        ``builtin`` defaults to ``name`` for built-in names and to ``reminder`` otherwise.
+        ``builtin`` defaults to ``name`` for built-in names and to ``reminder`` otherwise. A given
+        ``subject`` (the action's thread subject) is used instead of rendering one, bodies included.
         """
-        return self._render_or_fall_back(name, context, builtin, bodies=True)
+        return self._render_or_fall_back(name, context, builtin, bodies=True, subject=subject)
 
     def subject(self, name: str, context: Mapping[str, Any], *, builtin: str | None = None) -> str:
         """The subject ``render`` would give, without rendering the bodies: what ``check`` prints.
@@ -251,7 +254,13 @@ class TemplateSet:
         return self._render_or_fall_back(name, context, builtin, bodies=False).subject
 
     def _render_or_fall_back(
-        self, name: str, context: Mapping[str, Any], builtin: str | None, *, bodies: bool
+        self,
+        name: str,
+        context: Mapping[str, Any],
+        builtin: str | None,
+        *,
+        bodies: bool,
+        subject: str | None = None,
     ) -> RenderedText:
         fallback = builtin or (name if name in BUILTINS else "reminder")
         if fallback not in BUILTINS:
@@ -259,18 +268,18 @@ class TemplateSet:
         try:
             check_name(name)
         except SopwatchError as exc:
-            return self._builtin_render(fallback, context, str(exc), bodies)
+            return self._builtin_render(fallback, context, str(exc), bodies, subject)
         try:
-            return self._render(self._env, name, context, fallback, bodies)
+            return self._render(self._env, name, context, fallback, bodies, subject)
         except Exception as exc:  # anything an override can raise, sandbox violations included
             where = _where(exc, f"{name}")
-            return self._builtin_render(fallback, context, f"{where}: {_describe(exc)}", bodies)
+            return self._builtin_render(fallback, context, f"{where}: {_describe(exc)}", bodies, subject)
 
     def _builtin_render(
-        self, name: str, context: Mapping[str, Any], reason: str, bodies: bool
+        self, name: str, context: Mapping[str, Any], reason: str, bodies: bool, subject: str | None = None
     ) -> RenderedText:
         try:
-            rendered = self._render(self._builtin, name, context, name, bodies)
+            rendered = self._render(self._builtin, name, context, name, bodies, subject)
         except Exception as exc:
             # A built-in failing is a bug, but the notification still goes out, plainly.
             where = _where(exc, name)
@@ -279,19 +288,25 @@ class TemplateSet:
 
     @staticmethod
     def _render(
-        env: ImmutableSandboxedEnvironment, name: str, context: Mapping[str, Any], builtin: str, bodies: bool
+        env: ImmutableSandboxedEnvironment,
+        name: str,
+        context: Mapping[str, Any],
+        builtin: str,
+        bodies: bool,
+        subject: str | None = None,
     ) -> RenderedText:
         """One template's parts; without ``bodies`` the bodies are loaded but not rendered (left empty).
 
         Loading them still matters: a missing or broken body sends the whole message to the built-in,
         subject included, and ``subject`` must say so too.
         """
-        try:
-            subject_template = env.get_template(f"{name}.subject.j2")
-        except TemplateNotFound:
-            # A custom template without a subject keeps the built-in one: one subject per action.
-            subject_template = env.get_template(f"{builtin}.subject.j2")
-        subject = one_line(subject_template.render(context))
+        if subject is None:
+            try:
+                subject_template = env.get_template(f"{name}.subject.j2")
+            except TemplateNotFound:
+                # A custom template without a subject keeps the built-in one: one subject per action.
+                subject_template = env.get_template(f"{builtin}.subject.j2")
+            subject = one_line(subject_template.render(context))
         full = {**context, "subject": subject}
         text_template = env.get_template(f"{name}.txt.j2")
         text = text_template.render(full) if bodies else ""
