@@ -42,8 +42,8 @@ addresses = st.builds(
     st.from_regex(r"[a-z]{2,6}", fullmatch=True),
 )
 # Display names as admins write them: any printable text on one line, commas and quotes included.
-names = st.text(
-    alphabet=st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp"), blacklist_characters="<>"),
+names = st.text(  # no "<", ">" or "@": an address in the name is refused (tested below)
+    alphabet=st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp"), blacklist_characters="<>@"),
     max_size=40,
 ).map(lambda text: " ".join(text.split()))
 
@@ -92,6 +92,9 @@ def test_addresses_a_header_would_read_differently_are_refused(text: str, why: s
         "Ops <a,b@example.com>",
         "Ops <ops@exämple.com>",
         "no address",
+        "Ops <ops@example.com>, Other <other@example.com>",  # a second address
+        '"ceo@example.com" <ops@example.com>',  # an address posing as the name
+        "Ops\u2028Bcc <ops@example.com>",  # a line separator
     ],
 )
 def test_a_sender_that_cannot_be_one_mailbox_raises(sender: str) -> None:
@@ -190,3 +193,8 @@ def test_one_line_leaves_no_control_character_and_no_line_break(text: str) -> No
     flat = one_line(text)
     assert not any(unicodedata.category(c) == "Cc" for c in flat), repr(flat)
     assert flat == " ".join(flat.split())
+
+
+def test_an_empty_admin_means_none(tmp_path: Path) -> None:
+    config_text = CONFIG.replace("admin: admin@example.com", 'admin: ""')
+    assert load_setup(make_setup(tmp_path / "s", config=config_text)).loaded.config.admin is None

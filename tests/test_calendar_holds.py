@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import unicodedata
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -283,3 +284,23 @@ def test_hold_update_and_cancel_have_distinct_message_ids() -> None:
         )
     }
     assert len(ids) == 3
+
+
+def test_control_characters_from_data_never_reach_the_calendar_text() -> None:
+    """RFC 5545 TEXT has no control characters; the description is the email's text body, whose
+    title comes from the register."""
+    data = build_hold(
+        HOLD,
+        method="REQUEST",
+        organizer=SENDER,
+        summary="A-17: Ctrl \x1b[31mred\x07",
+        description="Line one \x1b[31mred\x07 bell\x7f\r\nLine two\x85\tend",
+        busy=False,
+        dtstamp=NOW,
+    )
+    text = data.decode("utf-8")
+    assert not [c for c in text if unicodedata.category(c) == "Cc" and c not in "\r\n\t"], repr(
+        text
+    )  # TEXT allows HTAB
+    (event,) = Calendar.from_ical(data).walk("VEVENT")
+    assert str(event["DESCRIPTION"]) == "Line one [31mred bell\nLine two\tend"

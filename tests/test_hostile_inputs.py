@@ -570,11 +570,11 @@ def q(text: str) -> str:
 
 def test_crlf_and_encoded_words_in_every_header_source_add_no_header(tmp_path: Path) -> None:
     config_text = (
+        # A line break or an address in `from` is refused when the config loads (see below); on one
+        # line and without the injected addresses, the rest is a display name, quoted.
         CONFIG.replace(
-            # A line break in `from` is refused when the config loads (see below); on one line the
-            # rest of the injection is a display name, quoted.
             'from: "sopwatch <sopwatch@example.com>"',
-            f"from: {q(' '.join(INJECT.split()) + ' <sopwatch@example.com>')}",
+            f"from: {q(' '.join(INJECT.replace('@', ' at ').split()) + ' <sopwatch@example.com>')}",
         )
         + f'digests:\n  - {{id: {q(INJECT)}, schedule: "mon 08:00"}}\n'
         + "allowed_domains: [example.com]\n"  # A-3's owner makes an admin notice

@@ -177,7 +177,7 @@ CASES = [
             "  type: smtp\n  host: mail.example.com\n  starttls: true\n  ca_file: nope.pem\n",
         ),
         "nope.pem",
-        "cannot load CA certificates from",
+        "cannot load CA certificates",
         "nope.pem",
     ),
     case(

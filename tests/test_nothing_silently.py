@@ -120,3 +120,15 @@ def test_a_notification_with_nobody_to_send_to_says_why_and_tells_the_admin(tmp_
     assert "nobody to send to" in str(notice["Subject"])
     body = notice.get_body(("plain",)).get_content()
     assert "late / A-1" in body and "late / A-2" in body and "fallback_recipient" in body
+
+
+def test_a_state_edit_taken_back_tells_nobody_anything_more(tmp_path: Path, engines) -> None:
+    config = make_setup(tmp_path / "s")
+    engine = engines(config)
+    engine.tick(WEDNESDAY)
+    edit(config, "state: state.db", "state: other.db")
+    engine.tick(WEDNESDAY.replace(hour=11))
+    edit(config, "state: other.db", "state: state.db")
+    engine.tick(WEDNESDAY.replace(hour=12))
+    notices = [m for m in maildir(config, "maildir") if str(m["X-Sopwatch-Kind"]) == "admin"]
+    assert len(notices) == 1 and "other.db" in notices[0].get_body(("plain",)).get_content()

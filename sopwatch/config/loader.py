@@ -187,15 +187,12 @@ def _check_ca_file(loaded: LoadedConfig) -> None:
     delivery = loaded.config.delivery
     if delivery.type != "smtp" or delivery.ca_file is None:
         return
-    import ssl  # only an SMTP setup with its own CA pays for it
+    from sopwatch.delivery import trusting  # only an SMTP setup with its own CA pays for it
 
-    path = loaded.path(delivery.ca_file)
     try:
-        ssl.create_default_context(cafile=str(path))
-    except (OSError, ssl.SSLError) as exc:  # missing file, or not PEM certificates
-        raise loaded.document.error(
-            ("delivery", "ca_file"), f"cannot load CA certificates from {path} ({exc})"
-        ) from None
+        trusting(loaded.path(delivery.ca_file))
+    except ValueError as exc:
+        raise loaded.document.error(("delivery", "ca_file"), str(exc)) from None
 
 
 def _rule_paths(loaded: LoadedConfig) -> tuple[Path, ...]:

@@ -275,6 +275,11 @@ class DeliveryConfig(Strict):
     def _one_sender(cls, value: str) -> str:
         return normalise_sender(value)
 
+    @property
+    def port_or_default(self) -> int:
+        """The SMTP port: as written, else the one of the TLS mode."""
+        return self.port if self.port is not None else 465 if self.tls else 587 if self.starttls else 25
+
     @model_validator(mode="after")
     def _smtp_is_complete_and_safe(self) -> DeliveryConfig:
         """What ``make_transport`` needs, checked where ``validate`` sees it (and a running daemon
@@ -411,8 +416,8 @@ class Config(Strict):
     @field_validator("admin")
     @classmethod
     def _admin_address(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
+        if value is None or not value.strip():
+            return None  # `admin: ""` has always meant no admin
         problem = address_problem(value.strip())
         if problem is not None:
             raise ValueError(problem)

@@ -18,7 +18,8 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _RECIPIENT = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})+", re.ASCII)
 _SENDER = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})*", re.ASCII)
 _NAME_SPECIALS = re.compile(r'[()<>\[\]:;@\\,."]')
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Control characters, and the Unicode line and paragraph separators a header would break at.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def is_address(text: str) -> bool:
@@ -54,6 +55,10 @@ def normalise_sender(text: str) -> str:
         name, address = match.group(1).strip(), match.group(2).strip()
         if len(name) >= 2 and name[0] == name[-1] == '"':
             name = re.sub(r"\\(.)", r"\1", name[1:-1])
+        if re.search(r"[<>@]", name):  # `Ops <a@x>, Other <b@y>`: a second address, or one posing as the name
+            raise ValueError(
+                "the sender is one mailbox: write it as Name <address>, with no address in the name"
+            )
     problem = address_problem(address, sender=True)
     if problem is not None:
         raise ValueError(f"sender {problem}; write it as Name <address>")

@@ -114,7 +114,7 @@ class Engine:
         self.transport = transport or make_transport(loaded.config.delivery, loaded.base_dir, environ)
         # A transport passed in (tests, the bench) is kept; one built here follows `delivery:` edits.
         self._delivery = None if transport is not None else loaded.config.delivery
-        self._state_path = loaded.path(loaded.config.state)
+        self._state_told = self.store.path  # the state: path last told about (the store's own at start)
         self.loop = asyncio.new_event_loop()
         self._pending_admin: list[tuple[str, str]] = []
         self.guard = RegisterGuard(self.store, self._admin)  # the register shrink guard
@@ -292,14 +292,13 @@ class Engine:
                 self.transport = transport
                 log.info("delivery changed: now %s", _delivery_label(delivery))
             self._delivery = delivery  # told once per edit, not on every tick
-        state_path = loaded.path(loaded.config.state)
-        if state_path != self._state_path:
-            text = (
-                f"state: now names {state_path}; this daemon keeps {self._state_path} until it is restarted"
-            )
-            log.warning(text)
-            self._admin("state edit needs a restart", text)
-            self._state_path = state_path
+        state_path = str(loaded.path(loaded.config.state))
+        if state_path != self._state_told:
+            if state_path != self.store.path:  # an edit back to the store's own path needs nothing
+                text = f"state: now names {state_path}; this daemon keeps {self.store.path} until it is restarted"
+                log.warning(text)
+                self._admin("state edit needs a restart", text)
+            self._state_told = state_path
 
     def _deliver_only(self, loaded: Setup, now: datetime) -> TickReport:
         """No register accepted yet (the guard refused the first one): deliver, tell, evaluate nothing."""
@@ -640,8 +639,7 @@ def _reasons(replies: Mapping[str, str]) -> str:
 def _delivery_label(delivery: DeliveryConfig) -> str:
     if delivery.type == "maildir":
         return f"maildir {delivery.path}"
-    port = delivery.port or (465 if delivery.tls else 587 if delivery.starttls else 25)
-    return f"smtp {delivery.host}:{port}"
+    return f"smtp {delivery.host}:{delivery.port_or_default}"
 
 
 def _address(sender: str) -> str:

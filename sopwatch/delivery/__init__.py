@@ -24,7 +24,17 @@ __all__ = [
     "Transport",
     "is_permanent",
     "make_transport",
+    "trusting",
 ]
+
+
+def trusting(ca_file: Path) -> ssl.SSLContext:
+    """A TLS client context that trusts the CA certificates in ``ca_file`` (PEM); ValueError says
+    why it cannot. The loader calls it too, so that ``validate`` reports the file at its key."""
+    try:
+        return ssl.create_default_context(cafile=str(ca_file))
+    except (OSError, ssl.SSLError) as exc:  # missing file, or not PEM certificates
+        raise ValueError(f"{ca_file}: cannot load CA certificates ({exc})") from None
 
 
 def make_transport(cfg: DeliveryConfig, base_dir: Path, env: Mapping[str, str]) -> Transport:
@@ -45,13 +55,12 @@ def make_transport(cfg: DeliveryConfig, base_dir: Path, env: Mapping[str, str]) 
     if cfg.ca_file is not None:
         ca_file = Path(base_dir) / cfg.ca_file
         try:
-            tls_context = ssl.create_default_context(cafile=str(ca_file))
-        except (OSError, ssl.SSLError) as exc:  # missing file, or not PEM certificates
-            raise ConfigError(f"delivery.ca_file {ca_file}: cannot load CA certificates ({exc})") from None
-    port = cfg.port if cfg.port is not None else 465 if cfg.tls else 587 if cfg.starttls else 25
+            tls_context = trusting(ca_file)
+        except ValueError as exc:
+            raise ConfigError(f"delivery.ca_file {exc}") from None
     return SmtpTransport(
         cfg.host,
-        port,
+        cfg.port_or_default,
         starttls=cfg.starttls,
         tls=cfg.tls,
         user=cfg.user,

@@ -16,7 +16,7 @@ from icalendar import Calendar, Event, vCalAddress, vText
 
 from sopwatch.core.state import HoldRecord
 from sopwatch.errors import SopwatchError
-from sopwatch.messages.render import one_line
+from sopwatch.messages.render import one_line, without_controls
 
 PRODID = "-//sopwatch//S&OP reminders//EN"
 Method = Literal["REQUEST", "CANCEL"]
@@ -81,7 +81,7 @@ def build_hold(
     event.add("dtstart", _utc(hold.start))
     event.add("dtend", _utc(hold.end))
     event.add("summary", one_line(summary))
-    event.add("description", description)
+    event.add("description", without_controls(description))
     event.add("status", "CANCELLED" if method == "CANCEL" else "CONFIRMED")
     event.add("class", "PUBLIC")
 

@@ -8,6 +8,17 @@ MAX_HEADER = 200
 _CONTROLS = {code: None for code in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if not chr(code).isspace()}
 
 
+# For text that keeps its lines (a calendar DESCRIPTION): every control character but line feed and tab.
+_CONTROLS_BUT_LINES = {
+    code: None for code in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if chr(code) not in "\n\t"
+}
+
+
+def without_controls(text: str) -> str:
+    """``text`` with its lines kept and every other control character dropped (RFC 5545 TEXT)."""
+    return text.replace("\r\n", "\n").translate(_CONTROLS_BUT_LINES)
+
+
 def one_line(text: str, limit: int = MAX_HEADER) -> str:
     """Collapse every kind of line break and run of whitespace and drop control characters: data
     never splits a header."""
