@@ -686,6 +686,8 @@ def smtp_tls_exhausted() -> Result:
 
 # --- 3. register faults -------------------------------------------------------------------------
 
+# The hold lies a week after fire_at: still to come when the register is damaged, so a cancel
+# sent then would be a real one (a hold already past is never cancelled).
 REGISTER_RULES = """\
 rules:
   - id: late
@@ -693,7 +695,7 @@ rules:
     fire_at: due
     escalation:
       - notify: [owner]
-        calendar_hold: {start: "fire_at + 1 day", duration: 30m}
+        calendar_hold: {start: "fire_at + 7 days", duration: 30m}
     repeat: 1 day
     notify_resolved: true
 """
