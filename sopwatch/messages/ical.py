@@ -93,9 +93,8 @@ def build_hold(
         if address.lower() in names:
             attendee.params["CN"] = vText(_cn(names[address.lower()]))
         attendee.params["ROLE"] = "REQ-PARTICIPANT"
-        if method == "REQUEST":  # a CANCEL asks nobody for a reply (RFC 5546 §3.2.5)
-            attendee.params["PARTSTAT"] = "NEEDS-ACTION"
-            attendee.params["RSVP"] = "TRUE"
+        attendee.params["PARTSTAT"] = "NEEDS-ACTION"
+        attendee.params["RSVP"] = "TRUE"
         event.add("attendee", attendee)
 
     # A hold is a nudge, not a meeting: free time by default so it never blocks real bookings.
