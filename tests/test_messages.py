@@ -681,6 +681,20 @@ def test_a_digest_puts_its_summary_before_the_list() -> None:
         assert body.index("Execution discipline in your area") < body.index(first_item)
 
 
+def test_a_digest_names_owners_and_orders_equal_ages_by_number() -> None:
+    """A manager reads "owner Dana Scholz", not the register's "dana"; D-2 comes before D-10."""
+    items = [
+        DigestItem("late", "Late work", "warning", action(id=ident, title=f"T {ident}", owner=owner), NOW, 1)
+        for ident, owner in (("D-10", "dana"), ("D-2", "ghost"), ("D-100", ""))
+    ]
+    text, html = bodies(parse(build_digest(items)))
+    assert text.index("- D-2:") < text.index("- D-10:") < text.index("- D-100:")
+    assert "owner Dana Scholz" in text and "owner Dana Scholz" in html
+    assert "owner ghost" in text  # not in the directory: as the register has it
+    after = text[text.index("- D-100:") :]
+    assert "owner" not in after.split("\n\n")[0]  # unassigned: no owner shown
+
+
 def test_digest_with_missing_figures() -> None:
     summary = DigestSummary(open=1, overdue=0)
     composed = compose_digest(

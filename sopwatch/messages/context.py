@@ -218,6 +218,7 @@ def digest_sample(*, now: datetime) -> dict[str, Any]:
         "fired_at": now - timedelta(days=3),
         "age": "3 days",
         "step": 2,
+        "owner": {"id": "lee", "name": "Lee Park", "email": "lee@example.com"},
     }
     return {
         "digest": {"id": "weekly"},

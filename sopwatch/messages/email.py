@@ -261,14 +261,15 @@ def attach_invite(message: EmailMessage, ics: bytes, method: str) -> None:
 # -- digests ---------------------------------------------------------------------------------------
 
 
-def _group_items(items: Sequence[DigestItem], now: datetime) -> list[dict[str, Any]]:
-    """Grouped by rule; groups by severity then their oldest item; items oldest first."""
+def _group_items(items: Sequence[DigestItem], now: datetime, directory: Directory) -> list[dict[str, Any]]:
+    """Grouped by rule; groups by severity then their oldest item; items oldest first (ids in
+    natural order among equals: D-2 before D-10)."""
     groups: dict[str, list[DigestItem]] = {}
     for item in items:
         groups.setdefault(item.rule, []).append(item)
     ordered = []
     for rule_id, members in groups.items():
-        members.sort(key=lambda i: (i.fired_at, str(i.action.get("id", ""))))
+        members.sort(key=lambda i: (i.fired_at, _natural(str(i.action.get("id", "")))))
         head = members[0]
         ordered.append(
             (
@@ -283,6 +284,7 @@ def _group_items(items: Sequence[DigestItem], now: datetime) -> list[dict[str, A
                             "fired_at": i.fired_at,
                             "age": human_span(now - i.fired_at),
                             "step": i.step,
+                            "owner": _person(i.action.get("owner"), directory),
                         }
                         for i in members
                     ],
@@ -291,6 +293,22 @@ def _group_items(items: Sequence[DigestItem], now: datetime) -> list[dict[str, A
         )
     ordered.sort(key=lambda entry: entry[:3])
     return [entry[3] for entry in ordered]
+
+
+def _natural(text: str) -> tuple[tuple[int, int | str], ...]:
+    """A sort key that orders the numbers inside ``text`` by value."""
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", text) if part)
+
+
+def _person(reference: Any, directory: Directory) -> dict[str, Any] | None:
+    """{id, name, email} of a register reference to a person: the directory's name where it
+    knows them (a digest reader knows "Lisa Neumann", not "lisa"), else the reference as written."""
+    if reference is None or reference == "":
+        return None
+    person = directory.find(str(reference))
+    if person is None:
+        return {"id": str(reference), "name": str(reference), "email": None}
+    return {"id": person.id, "name": person.name or person.id, "email": person.email}
 
 
 def _summary_context(summary: DigestSummary) -> dict[str, Any]:
@@ -328,7 +346,7 @@ def compose_digest(
     context.update(
         digest={"id": digest_id},
         count=len(items),
-        groups=_group_items(items, now),
+        groups=_group_items(items, now, directory),
         summary=_summary_context(summary),
     )
     rendered = templates.render("digest", in_recipient_zone(context), builtin="digest")
