@@ -99,13 +99,9 @@ def warn_problems(setup: Setup) -> None:
         click.echo(f"warning: {problem} (row skipped)", err=True)
 
 
-def _state_path(setup: Setup) -> Path:
-    return setup.loaded.path(setup.loaded.config.state)
-
-
 def _load_state(setup: Setup) -> State:
     """The stored state, read without changing anything; a fresh state when there is none yet."""
-    store = open_for_reading(_state_path(setup))
+    store = open_for_reading(setup.loaded.state_path)
     if store is None:
         return State()
     try:
@@ -275,7 +271,7 @@ def _print_notifications(
         from sopwatch.messages.notification import ThreadSubjects  # jinja2 only for --json
 
         actions = {n.action for n, _ in sent}
-        stored = stored_thread_subjects(_state_path(setup), actions) if stored_threads else {}
+        stored = stored_thread_subjects(setup.loaded.state_path, actions) if stored_threads else {}
         subject_of = _subjects(setup, ThreadSubjects(stored))
     tz = setup.loaded.tz
     for original, filtered in sent:
@@ -341,13 +337,13 @@ def _print_summary(notifications: list[Notification]) -> None:
 
 
 def _open_store(obj: Context) -> StateStore:
-    return StateStore(_state_path(obj.setup))
+    return StateStore(obj.setup.loaded.state_path)
 
 
 def _read_store(obj: Context) -> StateStore | None:
     """The state file opened for reading, None if there is none yet: listing creates nothing (a
     mistyped ``state:`` path says so instead of leaving an empty state file behind)."""
-    path = _state_path(obj.setup)
+    path = obj.setup.loaded.state_path
     store = open_for_reading(path)
     if store is None:
         click.echo(f"note: no state file at {path} yet", err=True)
@@ -486,7 +482,7 @@ def silence_list(obj: Context, show_all: bool) -> None:
 @with_config
 def silence_expire(obj: Context, silence_id: str) -> None:
     """End a silence now."""
-    path = _state_path(obj.setup)
+    path = obj.setup.loaded.state_path
     if not path.exists():
         raise SopwatchError(f"no silence {silence_id!r} (no state file at {path})")
     store = _open_store(obj)
@@ -700,7 +696,7 @@ def health(obj: Context, max_age: str | None) -> None:
             limit = parse_age(max_age)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--max-age") from None
-    state = loaded.path(loaded.config.state)
+    state = loaded.state_path
     beat = last_heartbeat(state)
     if beat is None:
         raise SopwatchError(f"unhealthy: no completed tick recorded in {state} (is `sopwatch run` running?)")

@@ -70,8 +70,9 @@ def preview(
     if name not in BUILTINS and not templates.exists(name):
         raise SopwatchError(f"no template {name!r} (built-in: {', '.join(BUILTINS)})")
     action = setup.snapshot.actions[action_id]
-    state = setup.loaded.path(setup.loaded.config.state)
-    thread = stored_thread_subjects(state, [action_id]).get(action_id)  # as the daemon would send it
+    thread = stored_thread_subjects(setup.loaded.state_path, [action_id]).get(
+        action_id
+    )  # as the daemon sends it
     return compose_notification(MessageSetup.of(setup), templates, notification, action, now, None, thread)
 
 

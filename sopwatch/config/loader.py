@@ -54,6 +54,11 @@ class LoadedConfig:
     def path(self, relative: str) -> Path:
         return (self.base_dir / relative).resolve()
 
+    @property
+    def state_path(self) -> Path:
+        """The state file ``state:`` names (every command and the daemon open this one)."""
+        return self.path(self.config.state)
+
 
 @dataclass(frozen=True)
 class Setup:

@@ -109,7 +109,7 @@ class Engine:
         self.snapshot_hook = snapshot_hook
         self.rng = rng or random.Random()
         loaded = self.setup.loaded
-        self.store = StateStore(loaded.path(loaded.config.state))
+        self.store = StateStore(loaded.state_path)
         self.instance = self.store.instance()
         self.transport = transport or make_transport(loaded.config.delivery, loaded.base_dir, environ)
         # A transport passed in (tests, the bench) is kept; one built here follows `delivery:` edits.
@@ -292,7 +292,7 @@ class Engine:
                 self.transport = transport
                 log.info("delivery changed: now %s", _delivery_label(delivery))
             self._delivery = delivery  # told once per edit, not on every tick
-        state_path = str(loaded.path(loaded.config.state))
+        state_path = str(loaded.state_path)
         if state_path != self._state_told:
             if state_path != self.store.path:  # an edit back to the store's own path needs nothing
                 text = f"state: now names {state_path}; this daemon keeps {self.store.path} until it is restarted"
@@ -317,6 +317,7 @@ class Engine:
         composed: dict[str, Composed] = {}
         refusals: list[str] = []
         unaddressed: list[str] = []
+        envelope_sender = _address(self.sender)  # the same for every message of the tick
         messages = MessageSetup.of(setup, self.instance)
         threads = ThreadSubjects(
             self.store.thread_subjects(n.action for n in evaluation.sendable if n.channel != "digest")
@@ -342,7 +343,7 @@ class Engine:
                 refusals.append(line)
                 if not recipients:
                     error = f"no recipient left: every one is {why}"
-                    composed[key] = Composed(_address(self.sender), (), b"", refused, error)
+                    composed[key] = Composed(envelope_sender, (), b"", refused, error)
                     continue
             elif not recipients:
                 # No recipient resolved and no fallback_recipient: kept as failed, with the reason.
@@ -350,7 +351,7 @@ class Engine:
                 line = f"{n.rule} / {n.action} ({n.kind}, step {n.step}): nobody to send to: {why}"
                 log.error("no recipient for outbox key %s: %s", key, line)
                 unaddressed.append(line)
-                composed[key] = Composed(_address(self.sender), (), b"", (), f"no recipient: {why}")
+                composed[key] = Composed(envelope_sender, (), b"", (), f"no recipient: {why}")
                 continue
             action = snapshot.actions.get(n.action)
             seen = evaluation.observations.get(n.action) or state.observations.get(n.action)
@@ -365,7 +366,7 @@ class Engine:
             subject = str(result.message["Subject"])
             threads.going_out(n.action, subject)  # a second message about a new action: this subject
             composed[key] = Composed(
-                _address(self.sender), recipients, result.message.as_bytes(), refused, subject=subject
+                envelope_sender, recipients, result.message.as_bytes(), refused, subject=subject
             )
         if refusals:
             self._admin("recipients refused (allowed_domains)", "\n".join(refusals))

@@ -129,7 +129,7 @@ class Daemon:
             log.info("sopwatch daemon stopped before its first tick")
             return
         loaded = self.engine.setup.loaded
-        with StateLock(loaded.path(loaded.config.state)):
+        with StateLock(loaded.state_path):
             if once:
                 if not self.tick():  # cron and systemd timers see the failure in the exit status
                     raise SopwatchError("the tick failed (see the log above); nothing was lost")

@@ -25,7 +25,7 @@ from sopwatch.core.digest import DigestFigures, human_span
 from sopwatch.core.evaluate import Notification
 from sopwatch.core.model import Directory
 from sopwatch.core.rules import SEVERITY_RANK
-from sopwatch.messages.context import action_context, base_context, in_recipient_zone
+from sopwatch.messages.context import action_context, base_context, in_recipient_zone, person_context
 from sopwatch.messages.ical import build_hold
 from sopwatch.messages.notification import template_names
 from sopwatch.messages.render import one_line
@@ -284,7 +284,8 @@ def _group_items(items: Sequence[DigestItem], now: datetime, directory: Director
                             "fired_at": i.fired_at,
                             "age": human_span(now - i.fired_at),
                             "step": i.step,
-                            "owner": _person(i.action.get("owner"), directory),
+                            # The directory's name: a digest reader knows "Lisa Neumann", not "lisa".
+                            "owner": person_context(i.action.get("owner"), directory),
                         }
                         for i in members
                     ],
@@ -298,17 +299,6 @@ def _group_items(items: Sequence[DigestItem], now: datetime, directory: Director
 def _natural(text: str) -> tuple[tuple[int, int | str], ...]:
     """A sort key that orders the numbers inside ``text`` by value."""
     return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", text) if part)
-
-
-def _person(reference: Any, directory: Directory) -> dict[str, Any] | None:
-    """{id, name, email} of a register reference to a person: the directory's name where it
-    knows them (a digest reader knows "Lisa Neumann", not "lisa"), else the reference as written."""
-    if reference is None or reference == "":
-        return None
-    person = directory.find(str(reference))
-    if person is None:
-        return {"id": str(reference), "name": str(reference), "email": None}
-    return {"id": person.id, "name": person.name or person.id, "email": person.email}
 
 
 def _summary_context(summary: DigestSummary) -> dict[str, Any]:
